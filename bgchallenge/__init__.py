@@ -1,0 +1,1 @@
+"""bgchallenge: copies remote images into object storage, reliably and in the background."""

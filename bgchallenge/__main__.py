@@ -1,0 +1,3 @@
+from bgchallenge.cli import main
+
+raise SystemExit(main())

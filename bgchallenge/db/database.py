@@ -1,0 +1,104 @@
+"""A psycopg connection pool driven from Trio through trio-asyncio.
+
+Every public coroutine here is a plain Trio coroutine. Cancellation: a cancelled Trio scope
+cancels the asyncio task running the query, and psycopg then cancels the query on the server,
+so nothing is left running. Errors from psycopg surface as `DatabaseUnavailable` when the
+server cannot be reached, and as psycopg's own errors otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import trio
+import trio_asyncio
+from psycopg import AsyncConnection, OperationalError
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from bgchallenge.db.queries import load_queries
+
+T = TypeVar("T")
+Row = dict[str, Any]
+Connection = AsyncConnection[DictRow]
+
+
+class DatabaseUnavailable(Exception):
+    """PostgreSQL could not be reached or dropped the connection."""
+
+
+class Database:
+    """Named queries over a pool; only this class runs asyncio code."""
+
+    def __init__(self, pool: AsyncConnectionPool[Connection], loop: Any, url: str) -> None:
+        self._pool = pool
+        self._loop = loop
+        self._queries = load_queries()
+        self.url = url
+
+    async def run_aio(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run an asyncio coroutine on this database's loop, mapping connection failures."""
+        try:
+            result: T = await self._loop.run_aio_coroutine(coro)
+        except (OperationalError, PoolTimeout) as exc:
+            raise DatabaseUnavailable(str(exc).splitlines()[0] if str(exc) else repr(exc)) from exc
+        return result
+
+    async def with_connection(self, work: Callable[[Connection], Awaitable[T]]) -> T:
+        """Run ``work(connection)`` (an asyncio coroutine function) on a pooled connection."""
+
+        async def run() -> T:
+            async with self._pool.connection() as connection:
+                return await work(connection)
+
+        return await self.run_aio(run())
+
+    async def fetch_all(self, name: str, params: dict[str, Any] | None = None) -> list[Row]:
+        sql = self._queries[name]
+
+        async def work(connection: Connection) -> list[Row]:
+            cursor = await connection.execute(sql, params)
+            return await cursor.fetchall() if cursor.description else []
+
+        return await self.with_connection(work)
+
+    async def fetch_one(self, name: str, params: dict[str, Any] | None = None) -> Row | None:
+        rows = await self.fetch_all(name, params)
+        return rows[0] if rows else None
+
+
+async def _configure(connection: Connection) -> None:
+    await connection.set_autocommit(True)
+
+
+@asynccontextmanager
+async def open_database(url: str, *, max_size: int = 10) -> AsyncIterator[Database]:
+    """Open a pool to ``url`` on a fresh trio-asyncio loop; close both on exit.
+
+    Raises `DatabaseUnavailable` if no connection can be made within 10 s.
+    """
+    async with trio_asyncio.open_loop() as loop:
+        pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
+            url,
+            min_size=1,
+            max_size=max_size,
+            open=False,
+            kwargs={"row_factory": dict_row},
+            configure=_configure,
+            connection_class=AsyncConnection[DictRow],
+            timeout=10.0,
+        )
+        database = Database(pool, loop, url)
+        try:
+            await database.run_aio(pool.open(wait=True, timeout=10.0))
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await loop.run_aio_coroutine(pool.close())
+            raise
+        try:
+            yield database
+        finally:
+            with trio.CancelScope(shield=True):
+                await loop.run_aio_coroutine(pool.close(timeout=5.0))

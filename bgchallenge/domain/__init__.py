@@ -1,0 +1,1 @@
+"""The pure core: rules without I/O, clocks or frameworks."""

@@ -1,0 +1,103 @@
+"""Validation of the enqueue request body: pure, so every rule is tested without a server."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from bgchallenge.domain.paths import InvalidUrl, SourceUrl, parse_source_url
+
+MAX_JOB_ID_LENGTH = 200
+ALLOWED_MEMBERS = ("jobId", "url")
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One problem with the body, located by a JSON pointer (RFC 9457's ``errors`` style)."""
+
+    pointer: str
+    detail: str
+
+    def render(self) -> dict[str, str]:
+        return {"pointer": self.pointer, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class EnqueueRequest:
+    job_id: str
+    source: SourceUrl
+
+
+class NotAnObject(ValueError):
+    """The body is valid JSON but not a single JSON object."""
+
+
+class InvalidBody(ValueError):
+    def __init__(self, problems: list[FieldProblem]) -> None:
+        super().__init__("; ".join(f"{p.pointer}: {p.detail}" for p in problems))
+        self.problems = problems
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_enqueue_body(raw: bytes) -> EnqueueRequest:
+    """Parse and validate the raw body.
+
+    Raises `InvalidBody` listing every problem, or `NotAnObject` for JSON that is not an object.
+    """
+    try:
+        body = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidBody([FieldProblem("#", f"malformed JSON: {exc}")]) from exc
+    if not isinstance(body, dict):
+        raise NotAnObject(f"a single JSON object is required, not {_json_kind(body)}")
+
+    problems = [
+        FieldProblem(f"#/{name}", "unknown member") for name in body if name not in ALLOWED_MEMBERS
+    ]
+    job_id = body.get("jobId")
+    url = body.get("url")
+    if job_id is None:
+        problems.append(FieldProblem("#/jobId", "is required"))
+    elif not isinstance(job_id, str):
+        problems.append(FieldProblem("#/jobId", "must be a string"))
+    elif not job_id:
+        problems.append(FieldProblem("#/jobId", "must not be empty"))
+    elif len(job_id) > MAX_JOB_ID_LENGTH:
+        problems.append(FieldProblem("#/jobId", f"must be at most {MAX_JOB_ID_LENGTH} characters"))
+
+    source: SourceUrl | None = None
+    if url is None:
+        problems.append(FieldProblem("#/url", "is required"))
+    elif not isinstance(url, str):
+        problems.append(FieldProblem("#/url", "must be a string"))
+    elif not url:
+        problems.append(FieldProblem("#/url", "must not be empty"))
+    else:
+        try:
+            source = parse_source_url(url)
+        except InvalidUrl as exc:
+            problems.append(FieldProblem("#/url", str(exc)))
+
+    if problems:
+        raise InvalidBody(problems)
+    assert isinstance(job_id, str) and source is not None
+    return EnqueueRequest(job_id=job_id, source=source)
+
+
+def _json_kind(value: object) -> str:
+    match value:
+        case list():
+            return "an array"
+        case str():
+            return "a string"
+        case bool():
+            return "a boolean"
+        case int() | float():
+            return "a number"
+        case None:
+            return "null"
+    return "a non-object value"

@@ -1,0 +1,147 @@
+"""The result resource: its states, its stored form and its JSON rendering."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+
+class Status(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELED})
+
+
+@dataclass(frozen=True)
+class ResultError:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    bucket: str
+    key: str
+    size: int
+    content_type: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Result:
+    id: int
+    job_id: str
+    url: str
+    object_path: str
+    status: Status
+    attempts: int
+    error: ResultError | None
+    storage: StoredObject | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    canceled_at: datetime | None
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.started_at is None or self.ended_at is None:
+            return None
+        # From the millisecond-truncated instants, so it equals the rendered difference.
+        return _epoch_ms(self.ended_at) - _epoch_ms(self.started_at)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Result:
+        error = (
+            ResultError(row["error_code"], row["error_message"] or "")
+            if row["error_code"]
+            else None
+        )
+        storage = (
+            StoredObject(
+                bucket=row["storage_bucket"],
+                key=row["storage_key"],
+                size=row["storage_size"],
+                content_type=row["storage_content_type"],
+                sha256=row["storage_sha256"],
+            )
+            if row["storage_key"]
+            else None
+        )
+        return cls(
+            id=row["id"],
+            job_id=row["job_id"],
+            url=row["url"],
+            object_path=row["object_path"],
+            status=Status(row["status"]),
+            attempts=row["attempts"],
+            error=error,
+            storage=storage,
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            started_at=row["started_at"],
+            ended_at=row["ended_at"],
+            canceled_at=row["canceled_at"],
+        )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+
+
+def _epoch_ms(moment: datetime) -> int:
+    return (moment - _EPOCH) // _ONE_MS
+
+
+def format_timestamp(moment: datetime | None) -> str | None:
+    """RFC 3339 in UTC with milliseconds: ``2026-11-28T21:49:07.123Z``."""
+    if moment is None:
+        return None
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def render_result(result: Result) -> dict[str, Any]:
+    """The result as the API shows it (camelCase members)."""
+    return {
+        "id": result.id,
+        "jobId": result.job_id,
+        "url": result.url,
+        "objectPath": result.object_path,
+        "status": result.status.value,
+        "attempts": result.attempts,
+        "error": (
+            {"code": result.error.code, "message": result.error.message}
+            if result.error
+            else None
+        ),
+        "storage": (
+            {
+                "bucket": result.storage.bucket,
+                "key": result.storage.key,
+                "size": result.storage.size,
+                "contentType": result.storage.content_type,
+                "sha256": result.storage.sha256,
+            }
+            if result.storage
+            else None
+        ),
+        "createdAt": format_timestamp(result.created_at),
+        "updatedAt": format_timestamp(result.updated_at),
+        "startedAt": format_timestamp(result.started_at),
+        "endedAt": format_timestamp(result.ended_at),
+        "canceledAt": format_timestamp(result.canceled_at),
+        "durationMs": result.duration_ms,
+    }

@@ -1,0 +1,98 @@
+"""The root of the task tree: builds everything from Settings and owns shutdown.
+
+    run_service
+    └── root nursery
+        ├── http        (roles all, web)
+        └── workers     (roles all, worker; see bgchallenge.work)
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from enum import StrEnum
+
+import trio
+
+from bgchallenge.db.database import open_database
+from bgchallenge.db.migrate import migrate
+from bgchallenge.db.repository import Results
+from bgchallenge.settings import Settings
+from bgchallenge.storage.s3 import Storage
+from bgchallenge.web.app import WebDependencies, create_app
+from bgchallenge.web.server import serve_http
+
+log = logging.getLogger(__name__)
+
+
+class Role(StrEnum):
+    ALL = "all"
+    WEB = "web"
+    WORKER = "worker"
+
+    @property
+    def serves_http(self) -> bool:
+        return self in (Role.ALL, Role.WEB)
+
+    @property
+    def runs_workers(self) -> bool:
+        return self in (Role.ALL, Role.WORKER)
+
+
+def create_storage(settings: Settings) -> Storage:
+    return Storage.create(
+        bucket=settings.s3_bucket,
+        endpoint_url=settings.s3_endpoint_url,
+        threads=settings.s3_threads,
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+    )
+
+
+async def run_service(
+    settings: Settings,
+    role: Role,
+    shutdown: trio.Event,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the service until ``shutdown`` is set, then stop gracefully and return.
+
+    Reports the HTTP server's bound addresses (empty for the worker role) once the database is
+    migrated and every part is ready. A crash of any part cancels the others and propagates.
+    """
+    database_url = settings.require_database()
+    if role.serves_http and settings.signing_secret is None:
+        log.warning("request signing is off: set BGC_SIGNING_SECRET to require signed requests")
+    async with open_database(database_url, max_size=settings.db_pool_size) as database:
+        applied = await migrate(database)
+        if applied:
+            log.info("migrations applied", extra={"migrations": applied})
+        storage = create_storage(settings)
+        results = Results(database)
+        async with trio.open_nursery() as nursery:
+            binds: list[str] = []
+            if role.serves_http:
+                app = create_app(WebDependencies(results, storage, settings.signing_secret))
+                binds = await nursery.start(
+                    serve_http, app, settings.host, settings.port, shutdown
+                )
+                log.info("serving", extra={"addresses": binds, "role": role.value})
+            task_status.started(binds)
+
+
+async def run_until_signalled(settings: Settings, role: Role) -> None:
+    """Run the service; SIGTERM or SIGINT starts a graceful shutdown."""
+    shutdown = trio.Event()
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def watch_signals() -> None:
+                async for signum in signals:
+                    log.info("shutting down", extra={"signal": signal.Signals(signum).name})
+                    shutdown.set()
+                    return
+
+            nursery.start_soon(watch_signals)
+            await run_service(settings, role, shutdown)
+            nursery.cancel_scope.cancel()

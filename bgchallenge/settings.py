@@ -1,0 +1,160 @@
+"""One immutable settings object, read from the environment once and validated."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+T = TypeVar("T")
+
+MIB = 1024 * 1024
+MIN_PART_SIZE = 5 * MIB
+
+
+class SettingsError(ValueError):
+    """One or more settings are wrong; ``problems`` holds one clear line for each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_bucket: str = "bgchallenge"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 8
+    max_bytes: int = 20 * MIB
+    part_size: int = 8 * MIB
+    signing_secret: str | None = None
+    allow_networks: tuple[IpNetwork, ...] = ()
+    lease_seconds: float = 30.0
+    grace_seconds: float = 20.0
+    sweep_seconds: float = 5.0
+    retry_delays: tuple[float, ...] = (1.0, 4.0, 8.0)
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    db_pool_size: int = 10
+    s3_threads: int = 16
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Build settings from an environment mapping; raise `SettingsError` listing problems."""
+        reader = _Reader(env)
+        settings = cls(
+            database_url=reader.get("DATABASE_URL", _database_url, None),
+            s3_endpoint_url=reader.get("S3_ENDPOINT_URL", _http_url, None),
+            s3_bucket=reader.get("S3_BUCKET", _bucket_name, cls.s3_bucket),
+            host=reader.get("BGC_HOST", _non_empty, cls.host),
+            port=reader.get("PORT", _int_in(0, 65535), cls.port),
+            workers=reader.get("BGC_WORKERS", _int_in(1, 1000), cls.workers),
+            max_bytes=reader.get("BGC_MAX_BYTES", _int_in(1, 5 * 1024**4), cls.max_bytes),
+            part_size=reader.get(
+                "BGC_PART_SIZE", _int_in(MIN_PART_SIZE, 5 * 1024**3), cls.part_size
+            ),
+            signing_secret=reader.get("BGC_SIGNING_SECRET", _non_empty, None),
+            allow_networks=reader.get("BGC_ALLOW_NETWORKS", _networks, ()),
+            lease_seconds=reader.get("BGC_LEASE_SECONDS", _seconds, cls.lease_seconds),
+            grace_seconds=reader.get("BGC_GRACE_SECONDS", _seconds, cls.grace_seconds),
+            sweep_seconds=reader.get("BGC_SWEEP_SECONDS", _seconds, cls.sweep_seconds),
+            retry_delays=reader.get("BGC_RETRY_DELAYS", _delays, cls.retry_delays),
+            connect_timeout=reader.get("BGC_CONNECT_TIMEOUT", _seconds, cls.connect_timeout),
+            read_timeout=reader.get("BGC_READ_TIMEOUT", _seconds, cls.read_timeout),
+            db_pool_size=reader.get("BGC_DB_POOL_SIZE", _int_in(2, 1000), cls.db_pool_size),
+            s3_threads=reader.get("BGC_S3_THREADS", _int_in(1, 1000), cls.s3_threads),
+        )
+        if reader.problems:
+            raise SettingsError(reader.problems)
+        return settings
+
+    def require_database(self) -> str:
+        if not self.database_url:
+            raise SettingsError(
+                ["DATABASE_URL: not set (set it, or run `bgchallenge dev` for an embedded one)"]
+            )
+        return self.database_url
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def get(self, name: str, parse: Callable[[str], T], default: T) -> T:
+        raw = self.env.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            return parse(raw.strip())
+        except ValueError as exc:
+            self.problems.append(f"{name}: {exc}")
+            return default
+
+
+def _non_empty(raw: str) -> str:
+    return raw
+
+
+def _database_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError("not a postgresql:// URL")
+    return raw
+
+
+def _http_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("not an http:// or https:// URL")
+    return raw
+
+
+def _bucket_name(raw: str) -> str:
+    valid = 3 <= len(raw) <= 63 and all(c.islower() or c.isdigit() or c in ".-" for c in raw)
+    if not valid or not raw[0].isalnum() or not raw[-1].isalnum():
+        raise ValueError("not a valid S3 bucket name (3-63 lower-case letters, digits, '.', '-')")
+    return raw
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"not a whole number: {raw!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}, not {value}")
+        return value
+
+    return parse
+
+
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"not a number of seconds: {raw!r}") from None
+    if not 0 <= value <= 86_400:
+        raise ValueError(f"must be between 0 and 86400 seconds, not {raw}")
+    return value
+
+
+def _delays(raw: str) -> tuple[float, ...]:
+    return tuple(_seconds(part.strip()) for part in raw.split(","))
+
+
+def _networks(raw: str) -> tuple[IpNetwork, ...]:
+    networks = []
+    for part in raw.split(","):
+        try:
+            networks.append(ipaddress.ip_network(part.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"not an IP network: {part.strip()!r}") from None
+    return tuple(networks)

@@ -1,0 +1,1 @@
+"""The S3 edge: the only package that imports boto3."""

@@ -1,0 +1,99 @@
+"""A shared boto3 S3 client, every call run in a worker thread under a capacity limiter.
+
+Cancellation: a call already running in its thread is never interrupted (boto3 cannot be);
+the Trio side waits for it unless the method says it abandons the thread. Errors are mapped
+to `StorageUnavailable` (transient: the server could not be reached or answered 5xx) and
+`StorageRejected` (the server refused the request).
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import boto3
+import trio
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+T = TypeVar("T")
+
+
+class StorageUnavailable(Exception):
+    """S3 could not be reached, timed out, or answered with a server error."""
+
+
+class StorageRejected(Exception):
+    """S3 answered with a client error (4xx) that retrying will not fix."""
+
+
+def _map_error(exc: Exception) -> Exception:
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        code = exc.response.get("Error", {}).get("Code", "?")
+        message = f"S3 {code} ({status})"
+        return StorageUnavailable(message) if status >= 500 or status == 0 else StorageRejected(
+            message
+        )
+    return StorageUnavailable(f"S3 unreachable: {type(exc).__name__}: {exc}")
+
+
+class Storage:
+    """The bucket the service writes into."""
+
+    def __init__(self, client: S3Client, bucket: str, threads: int) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.limiter = trio.CapacityLimiter(threads)
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        bucket: str,
+        endpoint_url: str | None,
+        threads: int,
+        connect_timeout: float,
+        read_timeout: float,
+    ) -> Storage:
+        """Build the client here, in the Trio thread: client creation is not thread-safe."""
+        config = Config(
+            max_pool_connections=threads + 2,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries={"max_attempts": 2, "mode": "standard"},
+            s3={"addressing_style": "path"} if endpoint_url else None,
+        )
+        client = boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=config)
+        return cls(client, bucket, threads)
+
+    async def call(
+        self, function: Callable[..., T], /, *, abandon_on_cancel: bool = False, **kwargs: Any
+    ) -> T:
+        """Run ``function(**kwargs)`` in a thread; map botocore's errors to ours."""
+        context = contextvars.copy_context()
+
+        def run() -> T:
+            try:
+                return context.run(function, **kwargs)
+            except (ClientError, BotoCoreError) as exc:
+                raise _map_error(exc) from exc
+
+        return await trio.to_thread.run_sync(
+            run, limiter=self.limiter, abandon_on_cancel=abandon_on_cancel
+        )
+
+    async def check_bucket(self) -> None:
+        """Raise unless the bucket answers; the thread is abandoned if the caller gives up."""
+        await self.call(self.client.head_bucket, Bucket=self.bucket, abandon_on_cancel=True)
+
+    async def ensure_bucket(self) -> None:
+        """Create the bucket if it does not exist (for embedded and test S3 servers)."""
+        try:
+            await self.check_bucket()
+        except StorageRejected:
+            await self.call(self.client.create_bucket, Bucket=self.bucket)

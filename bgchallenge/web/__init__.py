@@ -1,0 +1,1 @@
+"""The HTTP edge: quart-trio routes, thin (parse → domain → repository → render)."""

@@ -1,0 +1,129 @@
+"""The quart-trio application: routes only; everything they need is passed in."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import trio
+from quart import Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from bgchallenge.db.database import DatabaseUnavailable
+from bgchallenge.db.repository import Results
+from bgchallenge.domain.enqueue import InvalidBody, NotAnObject, parse_enqueue_body
+from bgchallenge.domain.results import render_result
+from bgchallenge.storage.s3 import Storage
+from bgchallenge.web.filters import check_signature
+from bgchallenge.web.problems import json_response, problem
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+HEALTH_TIMEOUT_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class WebDependencies:
+    results: Results
+    storage: Storage
+    signing_secret: str | None
+
+
+def create_app(deps: WebDependencies) -> QuartTrio:
+    app = QuartTrio("bgchallenge")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+
+    if deps.signing_secret is not None:
+        secret = deps.signing_secret
+
+        @app.before_request
+        async def signed() -> Response | None:
+            return await check_signature(secret)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Response:
+        code = error.code or 500
+        headers = {}
+        if code == 405 and error.get_headers():
+            headers = {k: v for k, v in error.get_headers() if k.lower() == "allow"}
+        detail = {
+            404: "no such resource",
+            413: f"the body is larger than {MAX_BODY_BYTES} bytes",
+        }.get(code, error.description or "")
+        return problem(code, detail, headers=headers)
+
+    @app.errorhandler(DatabaseUnavailable)
+    async def database_down(error: DatabaseUnavailable) -> Response:
+        log.warning("database unavailable: %s", error)
+        return problem(
+            503, "the database is unavailable; try again", kind="unavailable",
+            headers={"Retry-After": "1"},
+        )
+
+    @app.get("/health")
+    async def health() -> Response:
+        parts = {"database": deps.results.ping, "storage": deps.storage.check_bucket}
+        states: dict[str, str] = {}
+
+        async def check(name: str) -> None:
+            try:
+                with trio.fail_after(HEALTH_TIMEOUT_SECONDS):
+                    await parts[name]()
+                states[name] = "ok"
+            except trio.TooSlowError:
+                states[name] = f"no answer within {HEALTH_TIMEOUT_SECONDS:g} s"
+            except Exception as exc:  # any failure of the part is its state, reported
+                states[name] = f"unavailable: {exc}"
+
+        async with trio.open_nursery() as nursery:
+            for name in parts:
+                nursery.start_soon(check, name)
+        failing = [name for name in parts if states[name] != "ok"]
+        if failing:
+            return problem(
+                503, f"{' and '.join(failing)} not answering", kind="unhealthy",
+                **states,
+            )
+        return json_response({"status": "ok", **states})
+
+    @app.post("/results/enqueue")
+    async def enqueue() -> Response:
+        if request.mimetype != "application/json" and not request.mimetype.endswith("+json"):
+            return problem(
+                415, "the body must be JSON (Content-Type: application/json)",
+                kind="unsupported-media-type",
+            )
+        raw = await request.get_data(cache=True, as_text=False)
+        try:
+            parsed = parse_enqueue_body(raw)
+        except NotAnObject as exc:
+            return problem(400, str(exc), kind="single-object-required")
+        except InvalidBody as exc:
+            return problem(
+                400, "the body is not a valid enqueue request", kind="invalid-body",
+                errors=[p.render() for p in exc.problems],
+            )
+        outcome = await deps.results.enqueue(parsed)
+        result = outcome.result
+        if not outcome.created:
+            return problem(
+                409, f"job {result.job_id!r} already has a result for this object",
+                kind="duplicate", existingId=result.id,
+                headers={"Location": f"/results/{result.id}"},
+            )
+        log.info("enqueued", extra={"id": result.id, "jobId": result.job_id})
+        return json_response(
+            render_result(result), 202, headers={"Location": f"/results/{result.id}"}
+        )
+
+    @app.get("/results/<int:result_id>")
+    async def get_result(result_id: int) -> Response:
+        result = await deps.results.get(result_id)
+        if result is None:
+            return problem(404, f"no result with id {result_id}", kind="not-found")
+        return json_response(render_result(result))
+
+    return app

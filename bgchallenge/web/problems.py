@@ -1,0 +1,39 @@
+"""RFC 9457 problem details: every error the API answers is one of these."""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any
+
+from quart import Response
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_BASE = "urn:bgchallenge:problem:"
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    kind: str | None = None,
+    headers: dict[str, str] | None = None,
+    **members: Any,
+) -> Response:
+    """A problem+json response; ``kind`` names the problem type (``about:blank`` without)."""
+    body = {
+        "type": PROBLEM_BASE + kind if kind else "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        **members,
+    }
+    return Response(
+        json.dumps(body), status=status, content_type=PROBLEM_JSON, headers=headers or {}
+    )
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps(body), status=status, content_type="application/json", headers=headers or {}
+    )
