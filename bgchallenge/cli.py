@@ -40,7 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default: $BGC_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default: $PORT or 8000)")
     serve.add_argument(
-        "--role", choices=["all", "web", "worker"], default="all",
+        "--role",
+        choices=["all", "web", "worker"],
+        default="all",
         help="which parts to run: HTTP server, workers, or both (default: all)",
     )
 
@@ -51,7 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     dev.add_argument("--port", type=int, help="port to listen on (default: $PORT or 8000)")
     dev.add_argument(
-        "--data-dir", type=Path, default=Path(".bgchallenge"),
+        "--data-dir",
+        type=Path,
+        default=Path(".bgchallenge"),
         help="where the embedded PostgreSQL keeps its data (default: ./.bgchallenge)",
     )
     return parser

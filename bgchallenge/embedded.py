@@ -35,7 +35,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 def start_postgres(data_dir: Path) -> Any:
     """Start (or reuse) the embedded PostgreSQL in ``data_dir``; answer pgserver's handle."""
     try:
-        import pgserver
+        from pgserver import get_server  # type: ignore[attr-defined]
     except ImportError as exc:
         raise EmbeddedError(
             "the embedded PostgreSQL needs the 'dev' extra: pip install -e '.[dev]'"
@@ -45,7 +45,7 @@ def start_postgres(data_dir: Path) -> Any:
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset (as under CI); /tmp is fine.
             warnings.simplefilter("ignore")
-            return pgserver.get_server(data_dir, cleanup_mode="stop")
+            return get_server(data_dir, cleanup_mode="stop")
     except Exception as exc:
         raise EmbeddedError(f"embedded PostgreSQL in {data_dir} did not start: {exc}") from exc
 

@@ -1,9 +1,9 @@
 """The root of the task tree: builds everything from Settings and owns shutdown.
 
-    run_service
-    └── root nursery
-        ├── http        (roles all, web)
-        └── workers     (roles all, worker; see bgchallenge.work)
+run_service
+└── root nursery
+    ├── http        (roles all, web)
+    └── workers     (roles all, worker; see bgchallenge.work)
 """
 
 from __future__ import annotations
@@ -74,9 +74,7 @@ async def run_service(
             binds: list[str] = []
             if role.serves_http:
                 app = create_app(WebDependencies(results, storage, settings.signing_secret))
-                binds = await nursery.start(
-                    serve_http, app, settings.host, settings.port, shutdown
-                )
+                binds = await nursery.start(serve_http, app, settings.host, settings.port, shutdown)
                 log.info("serving", extra={"addresses": binds, "role": role.value})
             task_status.started(binds)
 

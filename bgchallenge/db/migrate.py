@@ -27,9 +27,7 @@ def load_migrations(directory: Path | None = None) -> list[Migration]:
     for path in sorted(directory.iterdir()):
         match = _FILE_NAME.match(path.name)
         if match:
-            migrations.append(
-                Migration(int(match[1]), match[2], path.read_text(encoding="utf-8"))
-            )
+            migrations.append(Migration(int(match[1]), match[2], path.read_text(encoding="utf-8")))
     versions = [m.version for m in migrations]
     if len(set(versions)) != len(versions):
         raise ValueError(f"two migrations share a number in {directory}")

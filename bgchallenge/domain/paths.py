@@ -96,6 +96,4 @@ def parse_source_url(text: str) -> SourceUrl:
         host = f"[{host}]"
     if port is not None and port != DEFAULT_PORTS[scheme]:
         host = f"{host}:{port}"
-    return SourceUrl(
-        full=text, scheme=scheme, host=host, object_path=normalise_path(parts.path)
-    )
+    return SourceUrl(full=text, scheme=scheme, host=host, object_path=normalise_path(parts.path))

@@ -123,9 +123,7 @@ def render_result(result: Result) -> dict[str, Any]:
         "status": result.status.value,
         "attempts": result.attempts,
         "error": (
-            {"code": result.error.code, "message": result.error.message}
-            if result.error
-            else None
+            {"code": result.error.code, "message": result.error.message} if result.error else None
         ),
         "storage": (
             {

@@ -36,8 +36,10 @@ def _map_error(exc: Exception) -> Exception:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         code = exc.response.get("Error", {}).get("Code", "?")
         message = f"S3 {code} ({status})"
-        return StorageUnavailable(message) if status >= 500 or status == 0 else StorageRejected(
-            message
+        return (
+            StorageUnavailable(message)
+            if status >= 500 or status == 0
+            else StorageRejected(message)
         )
     return StorageUnavailable(f"S3 unreachable: {type(exc).__name__}: {exc}")
 

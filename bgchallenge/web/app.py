@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 from quart import Response, request
@@ -15,7 +16,7 @@ from bgchallenge.db.repository import Results
 from bgchallenge.domain.enqueue import InvalidBody, NotAnObject, parse_enqueue_body
 from bgchallenge.domain.results import render_result
 from bgchallenge.storage.s3 import Storage
-from bgchallenge.web.filters import check_signature
+from bgchallenge.web.filters import check_signature, raw_body
 from bgchallenge.web.problems import json_response, problem
 
 log = logging.getLogger(__name__)
@@ -59,14 +60,16 @@ def create_app(deps: WebDependencies) -> QuartTrio:
     async def database_down(error: DatabaseUnavailable) -> Response:
         log.warning("database unavailable: %s", error)
         return problem(
-            503, "the database is unavailable; try again", kind="unavailable",
+            503,
+            "the database is unavailable; try again",
+            kind="unavailable",
             headers={"Retry-After": "1"},
         )
 
     @app.get("/health")
     async def health() -> Response:
         parts = {"database": deps.results.ping, "storage": deps.storage.check_bucket}
-        states: dict[str, str] = {}
+        states: dict[str, Any] = {}
 
         async def check(name: str) -> None:
             try:
@@ -84,7 +87,9 @@ def create_app(deps: WebDependencies) -> QuartTrio:
         failing = [name for name in parts if states[name] != "ok"]
         if failing:
             return problem(
-                503, f"{' and '.join(failing)} not answering", kind="unhealthy",
+                503,
+                f"{' and '.join(failing)} not answering",
+                kind="unhealthy",
                 **states,
             )
         return json_response({"status": "ok", **states})
@@ -93,25 +98,30 @@ def create_app(deps: WebDependencies) -> QuartTrio:
     async def enqueue() -> Response:
         if request.mimetype != "application/json" and not request.mimetype.endswith("+json"):
             return problem(
-                415, "the body must be JSON (Content-Type: application/json)",
+                415,
+                "the body must be JSON (Content-Type: application/json)",
                 kind="unsupported-media-type",
             )
-        raw = await request.get_data(cache=True, as_text=False)
+        raw = await raw_body()
         try:
             parsed = parse_enqueue_body(raw)
         except NotAnObject as exc:
             return problem(400, str(exc), kind="single-object-required")
         except InvalidBody as exc:
             return problem(
-                400, "the body is not a valid enqueue request", kind="invalid-body",
+                400,
+                "the body is not a valid enqueue request",
+                kind="invalid-body",
                 errors=[p.render() for p in exc.problems],
             )
         outcome = await deps.results.enqueue(parsed)
         result = outcome.result
         if not outcome.created:
             return problem(
-                409, f"job {result.job_id!r} already has a result for this object",
-                kind="duplicate", existingId=result.id,
+                409,
+                f"job {result.job_id!r} already has a result for this object",
+                kind="duplicate",
+                existingId=result.id,
                 headers={"Location": f"/results/{result.id}"},
             )
         log.info("enqueued", extra={"id": result.id, "jobId": result.job_id})

@@ -21,6 +21,12 @@ def request_target() -> str:
     return f"{target}?{query.decode('latin-1')}" if query else target
 
 
+async def raw_body() -> bytes:
+    """The request body exactly as received (Quart raises 413 past MAX_CONTENT_LENGTH)."""
+    data = await request.get_data(cache=True, as_text=False)
+    return data if isinstance(data, bytes) else data.encode()
+
+
 async def check_signature(secret: str) -> Response | None:
     """Answer 401 for an unsigned, wrongly signed or stale request; None lets it through.
 
@@ -42,10 +48,10 @@ async def check_signature(secret: str) -> Response | None:
             signature=signature,
             method=request.method,
             target=request_target(),
-            body=await request.get_data(cache=True, as_text=False),
+            body=await raw_body(),
         )
     except SignatureRejected as exc:
         return problem(
-            401, str(exc), kind="unsigned", headers={"WWW-Authenticate": 'Bgc-HMAC-SHA256'}
+            401, str(exc), kind="unsigned", headers={"WWW-Authenticate": "Bgc-HMAC-SHA256"}
         )
     return None

@@ -1,0 +1,56 @@
+"""The insert and its NOTIFY commit together: a listener hears the new id, and only that."""
+
+from __future__ import annotations
+
+import psycopg
+import trio
+
+from tests.conftest import IO_GUARD_SECONDS, RunningService
+
+
+def listen(database_url: str) -> psycopg.Connection:
+    connection = psycopg.connect(database_url, autocommit=True)
+    connection.execute("LISTEN bgc_results")
+    return connection
+
+
+def drain(connection: psycopg.Connection, seconds: float) -> list[str]:
+    return [n.payload for n in connection.notifies(timeout=seconds)]
+
+
+async def test_listener_receives_the_new_id_and_nothing_for_a_rejected_request(
+    service: RunningService, database_url: str
+) -> None:
+    listener = listen(database_url)
+    try:
+        with trio.fail_after(IO_GUARD_SECONDS):
+            accepted = await service.client.post(
+                "/results/enqueue", json={"jobId": "j", "url": "https://e.com/a.png"}
+            )
+            assert accepted.status_code == 202
+            heard = await trio.to_thread.run_sync(drain, listener, 1.0)
+            assert heard == [str(accepted.json()["id"])]
+
+            duplicate = await service.client.post(
+                "/results/enqueue", json={"jobId": "j", "url": "https://e.com/a.png?again"}
+            )
+            invalid = await service.client.post("/results/enqueue", json=[1])
+            assert (duplicate.status_code, invalid.status_code) == (409, 400)
+            assert await trio.to_thread.run_sync(drain, listener, 1.0) == []
+    finally:
+        listener.close()
+
+
+async def test_a_rolled_back_insert_wakes_nobody(database_url: str) -> None:
+    listener = listen(database_url)
+    try:
+        with psycopg.connect(database_url) as writer:
+            writer.execute(
+                "INSERT INTO results (job_id, host, object_path, url) "
+                "VALUES ('j', 'e.com', '/a', 'https://e.com/a')"
+            )
+            writer.rollback()
+        with trio.fail_after(IO_GUARD_SECONDS):
+            assert await trio.to_thread.run_sync(drain, listener, 0.5) == []
+    finally:
+        listener.close()

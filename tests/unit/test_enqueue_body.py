@@ -1,0 +1,72 @@
+import json
+
+import pytest
+
+from bgchallenge.domain.enqueue import InvalidBody, NotAnObject, parse_enqueue_body
+
+
+def body(value: object) -> bytes:
+    return json.dumps(value).encode()
+
+
+def test_accepts_a_job_and_url() -> None:
+    parsed = parse_enqueue_body(body({"jobId": "j", "url": "https://e.com/a.png?sig=1"}))
+    assert parsed.job_id == "j"
+    assert parsed.source.object_path == "/a.png"
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        ([{"jobId": "j", "url": "https://e.com/a"}], "an array"),
+        ([], "an array"),
+        ("text", "a string"),
+        (3, "a number"),
+        (1.5, "a number"),
+        (True, "a boolean"),
+        (None, "null"),
+    ],
+)
+def test_single_object_guard(value: object, kind: str) -> None:
+    with pytest.raises(NotAnObject, match=f"single JSON object is required, not {kind}"):
+        parse_enqueue_body(body(value))
+
+
+@pytest.mark.parametrize("raw", [b"{", b"", b"\xff\xfe", b'{"jobId": NaN}', b"{'a': 1}"])
+def test_malformed_json(raw: bytes) -> None:
+    with pytest.raises(InvalidBody) as caught:
+        parse_enqueue_body(raw)
+    assert caught.value.problems[0].pointer == "#"
+    assert "malformed JSON" in caught.value.problems[0].detail
+
+
+def pointers(value: object) -> dict[str, str]:
+    with pytest.raises(InvalidBody) as caught:
+        parse_enqueue_body(body(value))
+    return {p.pointer: p.detail for p in caught.value.problems}
+
+
+def test_lists_every_field_problem() -> None:
+    assert pointers({"extra": 1, "jobId": "", "url": "ftp://x"}) == {
+        "#/extra": "unknown member",
+        "#/jobId": "must not be empty",
+        "#/url": "must be an absolute http or https URL",
+    }
+    assert pointers({}) == {"#/jobId": "is required", "#/url": "is required"}
+    assert pointers({"jobId": 5, "url": ["x"]}) == {
+        "#/jobId": "must be a string",
+        "#/url": "must be a string",
+    }
+    assert pointers({"jobId": "j" * 201, "url": ""}) == {
+        "#/jobId": "must be at most 200 characters",
+        "#/url": "must not be empty",
+    }
+
+
+def test_job_id_of_200_characters_is_fine() -> None:
+    assert parse_enqueue_body(body({"jobId": "j" * 200, "url": "http://e.com/"})).job_id
+
+
+def test_url_over_2048_characters() -> None:
+    url = "https://e.com/" + "a" * 2040
+    assert pointers({"jobId": "j", "url": url}) == {"#/url": "must be at most 2048 characters"}

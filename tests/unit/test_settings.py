@@ -1,0 +1,62 @@
+import ipaddress
+
+import pytest
+
+from bgchallenge.settings import Settings, SettingsError
+
+
+def test_defaults() -> None:
+    settings = Settings.from_env({})
+    assert settings.port == 8000 and settings.workers == 8
+    assert settings.max_bytes == 20 * 1024 * 1024
+    assert settings.retry_delays == (1.0, 4.0, 8.0)
+    assert settings.lease_seconds == 30 and settings.grace_seconds == 20
+    assert settings.signing_secret is None and settings.database_url is None
+
+
+def test_reads_the_environment() -> None:
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": "postgresql://u@h/db",
+            "PORT": "9000",
+            "BGC_WORKERS": "3",
+            "BGC_ALLOW_NETWORKS": "127.0.0.0/8, ::1/128",
+            "BGC_RETRY_DELAYS": "0.1,0.2",
+            "S3_BUCKET": "my-bucket",
+            "BGC_SIGNING_SECRET": "k",
+        }
+    )
+    assert settings.port == 9000 and settings.workers == 3
+    assert settings.allow_networks == (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
+    assert settings.retry_delays == (0.1, 0.2)
+    assert settings.s3_bucket == "my-bucket" and settings.signing_secret == "k"
+
+
+def test_every_problem_is_one_clear_line() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(
+            {
+                "DATABASE_URL": "mysql://x",
+                "PORT": "eighty",
+                "BGC_WORKERS": "0",
+                "S3_BUCKET": "A",
+                "BGC_ALLOW_NETWORKS": "10.0.0.0/8,nope",
+                "BGC_PART_SIZE": "1024",
+            }
+        )
+    assert caught.value.problems == [
+        "DATABASE_URL: not a postgresql:// URL",
+        "S3_BUCKET: not a valid S3 bucket name (3-63 lower-case letters, digits, '.', '-')",
+        "PORT: not a whole number: 'eighty'",
+        "BGC_WORKERS: must be between 1 and 1000, not 0",
+        "BGC_PART_SIZE: must be between 5242880 and 5368709120, not 1024",
+        "BGC_ALLOW_NETWORKS: not an IP network: 'nope'",
+    ]
+
+
+def test_database_is_required_to_serve() -> None:
+    with pytest.raises(SettingsError, match="DATABASE_URL: not set"):
+        Settings.from_env({}).require_database()

@@ -1,0 +1,83 @@
+"""The sign-here filter with BGC_SIGNING_SECRET set."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+import pytest
+import trio
+
+from bgchallenge.settings import Settings
+from tests.conftest import IO_GUARD_SECONDS, RunningService, start_service
+from tests.support.signing import signed_headers
+
+SECRET = "test-secret"
+BODY = json.dumps({"jobId": "j", "url": "https://e.com/a.png?sig=1"}).encode()
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.fixture
+async def signed_service(nursery: trio.Nursery, settings: Settings) -> RunningService:
+    with trio.fail_after(IO_GUARD_SECONDS):
+        return await start_service(nursery, dataclasses.replace(settings, signing_secret=SECRET))
+
+
+async def enqueue(service: RunningService, headers: dict[str, str], body: bytes = BODY) -> int:
+    with trio.fail_after(IO_GUARD_SECONDS):
+        response = await service.client.post(
+            "/results/enqueue", content=body, headers={**JSON, **headers}
+        )
+    if response.status_code == 401:
+        assert response.headers["Content-Type"] == "application/problem+json"
+    return response.status_code
+
+
+async def test_good_signature_is_accepted(signed_service: RunningService) -> None:
+    headers = signed_headers(SECRET, "POST", "/results/enqueue", BODY)
+    assert await enqueue(signed_service, headers) == 202
+
+
+async def test_missing_signature_is_401_whatever_the_body(signed_service: RunningService) -> None:
+    assert await enqueue(signed_service, {}) == 401
+    assert await enqueue(signed_service, {}, body=b"[not json") == 401
+    stamp_only = {"X-Bgc-Timestamp": str(int(time.time()))}
+    assert await enqueue(signed_service, stamp_only) == 401
+
+
+async def test_wrong_signature_is_401(signed_service: RunningService) -> None:
+    wrong_secret = signed_headers("other", "POST", "/results/enqueue", BODY)
+    assert await enqueue(signed_service, wrong_secret) == 401
+    other_body = signed_headers(SECRET, "POST", "/results/enqueue", BODY + b" ")
+    assert await enqueue(signed_service, other_body) == 401
+    other_path = signed_headers(SECRET, "POST", "/results/enqueue?x=1", BODY)
+    assert await enqueue(signed_service, other_path) == 401
+
+
+async def test_stale_signature_is_401(signed_service: RunningService) -> None:
+    stale = signed_headers(
+        SECRET, "POST", "/results/enqueue", BODY, timestamp=int(time.time()) - 301
+    )
+    assert await enqueue(signed_service, stale) == 401
+
+
+async def test_reads_are_signed_too_but_health_is_not(signed_service: RunningService) -> None:
+    with trio.fail_after(IO_GUARD_SECONDS):
+        unsigned = await signed_service.client.get("/results/1")
+        signed = await signed_service.client.get(
+            "/results/1", headers=signed_headers(SECRET, "GET", "/results/1", b"")
+        )
+        health = await signed_service.client.get("/health")
+    assert unsigned.status_code == 401
+    assert signed.status_code == 404
+    assert health.status_code == 200
+
+
+async def test_the_query_string_is_part_of_the_signed_target(
+    signed_service: RunningService,
+) -> None:
+    headers = signed_headers(SECRET, "GET", "/results/1?x=1", b"")
+    with trio.fail_after(IO_GUARD_SECONDS):
+        response = await signed_service.client.get("/results/1?x=1", headers=headers)
+    assert response.status_code == 404
