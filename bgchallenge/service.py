@@ -14,13 +14,16 @@ from enum import StrEnum
 
 import trio
 
-from bgchallenge.db.database import open_database
+from bgchallenge.db.database import Database, open_database
 from bgchallenge.db.migrate import migrate
-from bgchallenge.db.repository import Results
+from bgchallenge.db.repository import Attempts, Results
+from bgchallenge.domain.network import AddressGuard
 from bgchallenge.settings import Settings
 from bgchallenge.storage.s3 import Storage
 from bgchallenge.web.app import WebDependencies, create_app
 from bgchallenge.web.server import serve_http
+from bgchallenge.work.fetch import Fetcher
+from bgchallenge.work.workers import WorkContext, serve_workers, worker_identity
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,20 @@ def create_storage(settings: Settings) -> Storage:
         threads=settings.s3_threads,
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
+    )
+
+
+def work_context(settings: Settings, database: Database, storage: Storage) -> WorkContext:
+    return WorkContext(
+        attempts=Attempts(database, worker_identity(), settings.lease_seconds),
+        fetcher=Fetcher(
+            AddressGuard(settings.allow_networks),
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+            max_bytes=settings.max_bytes,
+        ),
+        storage=storage,
+        settings=settings,
     )
 
 
@@ -76,6 +93,10 @@ async def run_service(
                 app = create_app(WebDependencies(results, storage, settings.signing_secret))
                 binds = await nursery.start(serve_http, app, settings.host, settings.port, shutdown)
                 log.info("serving", extra={"addresses": binds, "role": role.value})
+            if role.runs_workers:
+                await nursery.start(
+                    serve_workers, work_context(settings, database, storage), shutdown
+                )
             task_status.started(binds)
 
 

@@ -25,6 +25,7 @@ import trio
 from bgchallenge.embedded import running_s3_server, set_fake_aws_credentials, start_postgres
 from bgchallenge.service import Role, run_service
 from bgchallenge.settings import Settings
+from tests.support.origin import Origin, serve_origin
 from tests.support.servers import PostgresCluster, unique_name
 
 set_fake_aws_credentials()
@@ -111,3 +112,10 @@ async def service(nursery: trio.Nursery, settings: Settings) -> AsyncIterator[Ru
     finally:
         await running.client.aclose()
         running.shutdown.set()
+
+
+@pytest.fixture
+async def origin(nursery: trio.Nursery) -> Origin:
+    with trio.fail_after(IO_GUARD_SECONDS):
+        started: Origin = await nursery.start(serve_origin, Origin())
+        return started

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from bgchallenge.db.database import Database
+from bgchallenge.db.database import Database, Row
 from bgchallenge.domain.enqueue import EnqueueRequest
-from bgchallenge.domain.results import Result
+from bgchallenge.domain.results import Claim, Result, StoredObject
 
 # A concurrent insert of the same identity can commit between the statement's snapshot and
 # its insert; the statement then sees neither row. Running it again always sees one.
@@ -43,3 +44,70 @@ class Results:
     async def get(self, result_id: int) -> Result | None:
         row = await self.database.fetch_one("get_result", {"id": result_id})
         return Result.from_row(row) if row else None
+
+
+class Attempts:
+    """The worker side of the results table: claiming, leases and outcomes.
+
+    Every outcome is fenced on (owner, attempt number, status running): an attempt whose lease
+    was taken over can never overwrite the attempt that took it over. Each outcome method
+    answers whether it applied.
+    """
+
+    def __init__(self, database: Database, owner: str, lease_seconds: float) -> None:
+        self.database = database
+        self.owner = owner
+        self.lease_seconds = lease_seconds
+
+    def _fence(self, claim: Claim) -> dict[str, Any]:
+        return {"id": claim.id, "owner": self.owner, "attempts": claim.attempts}
+
+    async def claim_due(self, limit: int) -> list[Claim]:
+        rows = await self.database.fetch_all(
+            "claim_due",
+            {"limit": limit, "owner": self.owner, "lease_seconds": self.lease_seconds},
+        )
+        return [Claim.from_row(row) for row in rows]
+
+    async def seconds_until_next_due(self) -> float | None:
+        row = await self.database.fetch_one("seconds_until_next_due")
+        return None if row is None else row["seconds"]
+
+    async def extend_lease(self, claim: Claim) -> bool | None:
+        """None: the lease is lost; otherwise whether a cancel was requested."""
+        row = await self.database.fetch_one(
+            "extend_lease", {**self._fence(claim), "lease_seconds": self.lease_seconds}
+        )
+        return None if row is None else bool(row["cancel_requested"])
+
+    async def record_success(self, claim: Claim, stored: StoredObject) -> bool:
+        params = {
+            **self._fence(claim),
+            "bucket": stored.bucket,
+            "key": stored.key,
+            "size": stored.size,
+            "content_type": stored.content_type,
+            "sha256": stored.sha256,
+        }
+        return await self.database.fetch_one("record_success", params) is not None
+
+    async def record_failure(self, claim: Claim, code: str, message: str) -> bool:
+        params = {**self._fence(claim), "code": code, "message": message}
+        return await self.database.fetch_one("record_failure", params) is not None
+
+    async def schedule_retry(
+        self, claim: Claim, code: str, message: str, delay_seconds: float
+    ) -> bool:
+        params = {
+            **self._fence(claim),
+            "code": code,
+            "message": message,
+            "delay_seconds": delay_seconds,
+        }
+        return await self.database.fetch_one("schedule_retry", params) is not None
+
+    async def hand_back(self, claim: Claim) -> bool:
+        return await self.database.fetch_one("hand_back", self._fence(claim)) is not None
+
+    async def reap_expired_leases(self, max_attempts: int) -> list[Row]:
+        return await self.database.fetch_all("reap_expired_leases", {"max_attempts": max_attempts})

@@ -143,3 +143,26 @@ def render_result(result: Result) -> dict[str, Any]:
         "canceledAt": format_timestamp(result.canceled_at),
         "durationMs": result.duration_ms,
     }
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A result a worker process has claimed: what one attempt needs to run."""
+
+    id: int
+    job_id: str
+    url: str  # without the query: safe to log
+    source_url: str  # as given: a credential, never logged
+    object_path: str
+    attempts: int  # this attempt's number (1 for the first)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Claim:
+        return cls(
+            id=row["id"],
+            job_id=row["job_id"],
+            url=row["url"],
+            source_url=row["source_url"],
+            object_path=row["object_path"],
+            attempts=row["attempts"],
+        )

@@ -99,3 +99,19 @@ class Storage:
             await self.check_bucket()
         except StorageRejected:
             await self.call(self.client.create_bucket, Bucket=self.bucket)
+
+    async def abort_upload(self, key: str, upload_id: str) -> None:
+        """Abort a multipart upload, then make sure no part landed after the abort."""
+        for _ in range(3):
+            await self.call(
+                self.client.abort_multipart_upload, Bucket=self.bucket, Key=key, UploadId=upload_id
+            )
+            if not await self._upload_exists(key, upload_id):
+                return
+        raise StorageUnavailable(f"multipart upload {upload_id} of {key} survived its abort")
+
+    async def _upload_exists(self, key: str, upload_id: str) -> bool:
+        listing = await self.call(
+            self.client.list_multipart_uploads, Bucket=self.bucket, Prefix=key
+        )
+        return any(u.get("UploadId") == upload_id for u in listing.get("Uploads", []))

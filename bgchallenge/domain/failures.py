@@ -1,0 +1,76 @@
+"""Why an attempt failed, and whether trying again can help.
+
+Failure(code, message, transient)
+├── permanent: not_found, forbidden, not_an_image, too_large, blocked_address,
+│              bad_redirect, bad_status
+└── transient: origin_unavailable, storage_unavailable, database_unavailable
+exhausted: the last transient failure, after the final attempt
+"""
+
+from __future__ import annotations
+
+PERMANENT_CODES = frozenset(
+    {
+        "not_found",
+        "forbidden",
+        "not_an_image",
+        "too_large",
+        "blocked_address",
+        "bad_redirect",
+        "bad_status",
+    }
+)
+TRANSIENT_CODES = frozenset({"origin_unavailable", "storage_unavailable", "database_unavailable"})
+EXHAUSTED = "exhausted"
+
+
+class Failure(Exception):
+    """An attempt's failure: ``code`` from the API's list, and a message for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+    @property
+    def transient(self) -> bool:
+        return self.code in TRANSIENT_CODES
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+def failure_for_status(status: int, method: str) -> Failure | None:
+    """The failure an origin's status code means, or None for 200."""
+    if status == 200:
+        return None
+    if status in (404, 410):
+        return Failure("not_found", f"the origin answered {status} to {method}")
+    if status in (401, 403):
+        return Failure("forbidden", f"the origin answered {status} to {method}")
+    if status == 429 or status >= 500:
+        return Failure("origin_unavailable", f"the origin answered {status} to {method}")
+    return Failure("bad_status", f"the origin answered {status} to {method}, not 200")
+
+
+def check_image_headers(
+    content_type: str | None, content_length: str | None, max_bytes: int
+) -> Failure | None:
+    """``Content-Type`` must be ``image/*``; ``Content-Length``, when present, within the limit."""
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if not media_type.startswith("image/") or media_type == "image/":
+        return Failure("not_an_image", f"Content-Type is {content_type or 'missing'}, not image/*")
+    if content_length is not None:
+        try:
+            length = int(content_length)
+        except ValueError:
+            return None  # a garbled length is ignored: the limit is enforced on the bytes
+        if length > max_bytes:
+            return Failure(
+                "too_large", f"Content-Length {length} is over the limit of {max_bytes} bytes"
+            )
+    return None
+
+
+def too_large(received: int, max_bytes: int) -> Failure:
+    return Failure("too_large", f"more than {max_bytes} bytes received ({received} so far)")

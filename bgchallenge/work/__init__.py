@@ -1,0 +1,1 @@
+"""The workers: dispatcher, download workers, the fetcher and the pipeline of one attempt."""

@@ -1,0 +1,31 @@
+"""One attempt's work: validate at the origin, stream into the bucket. No database here."""
+
+from __future__ import annotations
+
+from bgchallenge.domain.failures import Failure
+from bgchallenge.domain.keys import object_key
+from bgchallenge.domain.results import Claim, StoredObject
+from bgchallenge.storage.s3 import Storage, StorageRejected, StorageUnavailable
+from bgchallenge.storage.upload import upload_stream
+from bgchallenge.work.fetch import Fetcher
+
+
+async def copy_to_bucket(
+    claim: Claim, fetcher: Fetcher, storage: Storage, *, part_size: int
+) -> StoredObject:
+    """Copy the claimed URL into the bucket; raise `Failure` saying what went wrong.
+
+    Cancellation: the download stops, the multipart upload (if any) is aborted, and Cancelled
+    propagates.
+    """
+    async with fetcher.open(claim.source_url) as download:
+        try:
+            return await upload_stream(
+                storage,
+                object_key(claim.id, claim.object_path),
+                download.content_type,
+                download.chunks,
+                part_size=part_size,
+            )
+        except (StorageUnavailable, StorageRejected) as exc:
+            raise Failure("storage_unavailable", str(exc)) from exc

@@ -1,0 +1,124 @@
+"""A real origin HTTP server on loopback, with knobs in the query string of /files/<name>.
+
+    size=N            body length (default 1000); the body is a fixed byte pattern
+    type=T            Content-Type of GET and HEAD (default image/png)
+    status=S          GET status (default 200)
+    head=S            HEAD status (default: the GET status); 405 or 403 refuse HEAD
+    head_length=N     Content-Length HEAD announces (a lie, if it differs from size)
+    chunked=1         GET sends no Content-Length
+    fail=N            the first N GETs of this name answer 503
+    slow=SECONDS      pause between 64 KiB chunks
+    redirect=URL      answer 302 to URL (GET and HEAD)
+
+It counts requests by (method, name), so tests can say "fetched exactly once".
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+from urllib.parse import parse_qs
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+
+CHUNK = 64 * 1024
+_PATTERN = bytes(i % 251 for i in range(CHUNK))
+
+Scope = dict[str, Any]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def body_chunks(size: int) -> Iterator[bytes]:
+    remaining = size
+    while remaining > 0:
+        piece = _PATTERN[: min(CHUNK, remaining)]
+        remaining -= len(piece)
+        yield piece
+
+
+def body_sha256(size: int) -> str:
+    digest = hashlib.sha256()
+    for piece in body_chunks(size):
+        digest.update(piece)
+    return digest.hexdigest()
+
+
+class Origin:
+    def __init__(self) -> None:
+        self.requests: Counter[tuple[str, str]] = Counter()
+        self.get_times: dict[str, list[float]] = {}
+        self.base_url = ""
+
+    def url(self, name: str, **knobs: object) -> str:
+        query = "&".join(f"{k}={v}" for k, v in knobs.items())
+        return f"{self.base_url}/files/{name}" + (f"?{query}" if query else "")
+
+    def gets(self, name: str) -> int:
+        return self.requests[("GET", name)]
+
+    async def __call__(self, scope: Scope, receive: Any, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        name = scope["path"].rsplit("/", 1)[-1]
+        method = scope["method"]
+        self.requests[(method, name)] += 1
+        knobs = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
+        size = int(knobs.get("size", 1000))
+        content_type = knobs.get("type", "image/png").encode()
+        status = int(knobs.get("status", 200))
+        if "redirect" in knobs:
+            await self._start(send, 302, [(b"location", knobs["redirect"].encode())])
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if method == "HEAD":
+            length = knobs.get("head_length", str(size)).encode()
+            await self._start(
+                send,
+                int(knobs.get("head", status)),
+                [(b"content-type", content_type), (b"content-length", length)],
+            )
+            await send({"type": "http.response.body", "body": b""})
+            return
+        self.get_times.setdefault(name, []).append(trio.current_time())
+        if self.requests[("GET", name)] <= int(knobs.get("fail", 0)):
+            status = 503
+        headers = [(b"content-type", content_type)]
+        if knobs.get("chunked") != "1":
+            headers.append((b"content-length", str(size).encode()))
+        await self._start(send, status, headers)
+        slow = float(knobs.get("slow", 0))
+        for piece in body_chunks(size if status == 200 else 0):
+            if slow:
+                await trio.sleep(slow)
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    @staticmethod
+    async def _start(send: Send, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+
+
+async def serve_origin(
+    origin: Origin, *, task_status: trio.TaskStatus[Origin] = trio.TASK_STATUS_IGNORED
+) -> None:
+    config = Config()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    config.errorlog = None
+
+    class _Status:
+        def started(self, binds: list[str]) -> None:
+            origin.base_url = binds[0]
+            task_status.started(origin)
+
+    await serve(origin, config, task_status=_Status())  # type: ignore[arg-type]

@@ -1,0 +1,46 @@
+"""Reading results and bucket state straight from PostgreSQL and S3, for assertions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+import psycopg
+import trio
+from psycopg.rows import dict_row
+
+
+def fetch_rows(database_url: str, where: str = "true") -> list[dict[str, Any]]:
+    with psycopg.connect(database_url, row_factory=dict_row) as connection:
+        return connection.execute(f"SELECT * FROM results WHERE {where} ORDER BY id").fetchall()
+
+
+async def wait_until_terminal(
+    database_url: str, count: int, *, within: float = 30.0
+) -> list[dict[str, Any]]:
+    """Poll until ``count`` results are terminal; answer all rows."""
+    with trio.fail_after(within):
+        while True:
+            rows = await trio.to_thread.run_sync(fetch_rows, database_url)
+            done = [r for r in rows if r["status"] in ("succeeded", "failed", "canceled")]
+            if len(done) >= count:
+                return rows
+            await trio.sleep(0.05)
+
+
+class Bucket:
+    def __init__(self, endpoint: str, name: str) -> None:
+        self.client = boto3.client("s3", endpoint_url=endpoint)
+        self.name = name
+
+    def keys(self) -> list[str]:
+        listing = self.client.list_objects_v2(Bucket=self.name)
+        return [o["Key"] for o in listing.get("Contents", [])]
+
+    def uploads(self) -> list[str]:
+        listing = self.client.list_multipart_uploads(Bucket=self.name)
+        return [u["Key"] for u in listing.get("Uploads", [])]
+
+    def object(self, key: str) -> tuple[bytes, str]:
+        answer = self.client.get_object(Bucket=self.name, Key=key)
+        return answer["Body"].read(), answer["ContentType"]
