@@ -1,7 +1,7 @@
 """The worker subtree: listener, dispatcher, reaper and N download workers.
 
 serve_workers
-├── workers×N   one attempt at a time, each under its own cancel scope
+├── workers x N one attempt at a time, each under its own cancel scope
 └── control
     ├── listener    NOTIFY → wake the dispatcher (and, for cancels, the attempt)
     ├── dispatcher  claims up to the free capacity, hands over on a zero-buffer channel

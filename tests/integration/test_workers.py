@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
 import ipaddress
+import itertools
 
 import pytest
 import trio
