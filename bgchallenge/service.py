@@ -88,15 +88,16 @@ async def run_service(
         storage = create_storage(settings)
         results = Results(database)
         async with trio.open_nursery() as nursery:
-            binds: list[str] = []
-            if role.serves_http:
-                app = create_app(WebDependencies(results, storage, settings.signing_secret))
-                binds = await nursery.start(serve_http, app, settings.host, settings.port, shutdown)
-                log.info("serving", extra={"addresses": binds, "role": role.value})
+            # Workers first: the HTTP port answers only once the listener is listening.
             if role.runs_workers:
                 await nursery.start(
                     serve_workers, work_context(settings, database, storage), shutdown
                 )
+            binds: list[str] = []
+            if role.serves_http:
+                app = create_app(WebDependencies(results, storage, settings.signing_secret))
+                binds = await nursery.start(serve_http, app, settings.host, settings.port, shutdown)
+            log.info("ready", extra={"addresses": binds, "role": role.value})
             task_status.started(binds)
 
 

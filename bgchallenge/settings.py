@@ -32,7 +32,7 @@ class Settings:
     port: int = 8000
     workers: int = 8
     max_bytes: int = 20 * MIB
-    part_size: int = 8 * MIB
+    part_size: int = MIN_PART_SIZE
     signing_secret: str | None = None
     allow_networks: tuple[IpNetwork, ...] = ()
     lease_seconds: float = 30.0

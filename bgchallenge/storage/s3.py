@@ -110,6 +110,14 @@ class Storage:
                 return
         raise StorageUnavailable(f"multipart upload {upload_id} of {key} survived its abort")
 
+    async def abort_uploads_of(self, key: str) -> int:
+        """Abort every unfinished multipart upload of ``key`` (left by a process that died)."""
+        listing = await self.call(self.client.list_multipart_uploads, Bucket=self.bucket, Prefix=key)
+        stale = [u["UploadId"] for u in listing.get("Uploads", []) if u.get("Key") == key]
+        for upload_id in stale:
+            await self.abort_upload(key, upload_id)
+        return len(stale)
+
     async def _upload_exists(self, key: str, upload_id: str) -> bool:
         listing = await self.call(
             self.client.list_multipart_uploads, Bucket=self.bucket, Prefix=key

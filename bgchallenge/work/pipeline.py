@@ -18,11 +18,14 @@ async def copy_to_bucket(
     Cancellation: the download stops, the multipart upload (if any) is aborted, and Cancelled
     propagates.
     """
+    key = object_key(claim.id, claim.object_path)
     async with fetcher.open(claim.source_url) as download:
         try:
+            if claim.attempts > 1:  # an earlier attempt's process may have died mid-upload
+                await storage.abort_uploads_of(key)
             return await upload_stream(
                 storage,
-                object_key(claim.id, claim.object_path),
+                key,
                 download.content_type,
                 download.chunks,
                 part_size=part_size,

@@ -1,0 +1,193 @@
+"""Whole service processes: scale-out, crashes, restarts and outages are normal life."""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import trio
+
+from bgchallenge.settings import Settings
+from tests.conftest import IO_GUARD_SECONDS, start_service
+from tests.support.origin import Origin, body_sha256
+from tests.support.processes import ServiceProcess
+from tests.support.results import Bucket, fetch_rows, wait_until_terminal
+from tests.support.servers import private_postgres
+
+MIB = 1024 * 1024
+Spawn = Callable[..., ServiceProcess]
+
+
+@pytest.fixture
+def spawn(settings: Settings) -> Iterator[Spawn]:
+    started: list[ServiceProcess] = []
+
+    def start(role: str = "worker", own: Settings | None = None, **env: str) -> ServiceProcess:
+        process = ServiceProcess(own or settings, role, **env)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.close()
+        print(f"--- log of service process {process.pid}:\n{process.logs()[-4000:]}")
+
+
+def insert_results(database_url: str, urls: list[str], job: str = "job") -> None:
+    with psycopg.connect(database_url) as connection, connection.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO results (job_id, host, object_path, url, source_url) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            [(job, url.split("/")[2], "/" + url.split("/", 3)[3].split("?")[0],
+              url.split("?")[0], url) for url in urls],
+        )
+
+
+async def test_two_worker_processes_fetch_each_result_exactly_once(
+    spawn: Spawn, origin: Origin, database_url: str
+) -> None:
+    workers = [spawn("worker", BGC_WORKERS="8") for _ in range(2)]
+    with trio.fail_after(IO_GUARD_SECONDS * 3):
+        for worker in workers:
+            await worker.wait_ready()
+        urls = [origin.url(f"img{n}.png", size=2000) for n in range(300)]
+        insert_results(database_url, urls)
+        rows = await wait_until_terminal(database_url, 300, within=80)
+    assert {row["status"] for row in rows} == {"succeeded"}
+    assert all(origin.gets(f"img{n}.png") == 1 for n in range(300))
+    assert all(row["attempts"] == 1 for row in rows)
+    per_process = [
+        sum(1 for e in w.events() if e.get("event") == "succeeded") for w in workers
+    ]
+    assert sum(per_process) == 300 and all(count > 0 for count in per_process), per_process
+
+
+async def test_results_of_a_killed_worker_finish_in_another_after_the_lease_expires(
+    spawn: Spawn, origin: Origin, database_url: str, s3_endpoint: str, bucket: str
+) -> None:
+    bucket_state = Bucket(s3_endpoint, bucket)
+    size = 7 * MIB  # two parts of 5 MiB: the killed process leaves a multipart upload behind
+    first = spawn("worker", BGC_LEASE_SECONDS="2")
+    with trio.fail_after(IO_GUARD_SECONDS * 2):
+        await first.wait_ready()
+        insert_results(database_url, [origin.url("big.png", size=size, slow=0.05)])
+        while not bucket_state.uploads():  # the first part is in: kill it mid-download
+            await trio.sleep(0.05)
+        first.send(signal.SIGKILL)
+        await first.wait_exit()
+        (row,) = fetch_rows(database_url)
+        assert row["status"] == "running"
+
+        second = spawn("worker", BGC_LEASE_SECONDS="2")
+        await second.wait_ready()
+        (row,) = await wait_until_terminal(database_url, 1, within=40)
+    assert (row["status"], row["attempts"]) == ("succeeded", 2)
+    assert row["storage_size"] == size and row["storage_sha256"] == body_sha256(size)
+    assert origin.gets("big.png") == 2
+    assert bucket_state.uploads() == []  # the dead process's upload was aborted
+
+
+async def test_sigterm_hands_running_downloads_back_and_they_finish_after_a_restart(
+    spawn: Spawn, origin: Origin, database_url: str, s3_endpoint: str, bucket: str
+) -> None:
+    bucket_state = Bucket(s3_endpoint, bucket)
+    service = spawn("worker", BGC_GRACE_SECONDS="0.5")
+    urls = [origin.url(f"slow{n}.png", size=6 * MIB, slow=0.05) for n in range(3)]
+    with trio.fail_after(IO_GUARD_SECONDS * 2):
+        await service.wait_ready()
+        insert_results(database_url, urls)
+        while sum(origin.gets(f"slow{n}.png") for n in range(3)) < 3:
+            await trio.sleep(0.05)
+        service.send(signal.SIGTERM)
+        assert await service.wait_exit() == 0
+        rows = fetch_rows(database_url)
+        assert [(r["status"], r["attempts"]) for r in rows] == [("queued", 0)] * 3
+        assert bucket_state.uploads() == [] and bucket_state.keys() == []
+
+        restarted = spawn("worker")
+        await restarted.wait_ready()
+        rows = await wait_until_terminal(database_url, 3, within=40)
+        restarted.send(signal.SIGTERM)
+        assert await restarted.wait_exit() == 0
+    assert [(r["status"], r["attempts"]) for r in rows] == [("succeeded", 1)] * 3
+    assert "Traceback" not in service.logs() + restarted.logs()
+
+
+async def test_sigterm_lets_downloads_finish_within_the_grace_period(
+    spawn: Spawn, origin: Origin, database_url: str
+) -> None:
+    service = spawn("worker", BGC_GRACE_SECONDS="20")
+    with trio.fail_after(IO_GUARD_SECONDS):
+        await service.wait_ready()
+        insert_results(database_url, [origin.url("short.png", size=MIB, slow=0.05)])
+        while origin.gets("short.png") < 1:
+            await trio.sleep(0.02)
+        service.send(signal.SIGTERM)
+        assert await service.wait_exit() == 0
+    (row,) = fetch_rows(database_url)
+    assert (row["status"], row["attempts"]) == ("succeeded", 1)
+
+
+async def test_postgresql_restarted_under_a_running_service(
+    nursery: trio.Nursery, settings: Settings, origin: Origin
+) -> None:
+    data_dir = Path(tempfile.mkdtemp(prefix="bgc-restart-")) / "pgdata"
+    with private_postgres(data_dir) as postgres, trio.fail_after(IO_GUARD_SECONDS * 3):
+        own = dataclasses.replace(settings, database_url=postgres.url, lease_seconds=3.0)
+        service = await start_service(nursery, own)
+
+        async def enqueue(name: str) -> int:
+            """Like a client would: retry a 503 until the service takes it."""
+            while True:
+                try:
+                    response = await service.client.post(
+                        "/results/enqueue",
+                        json={"jobId": "j", "url": origin.url(name, size=MIB, slow=0.01)},
+                    )
+                except httpx.TransportError:
+                    response = None
+                if response is not None and response.status_code == 202:
+                    return int(response.json()["id"])
+                assert response is None or response.status_code == 503, response.text
+                await trio.sleep(0.1)
+
+        for n in range(5):
+            await enqueue(f"before{n}.png")
+        await trio.to_thread.run_sync(postgres.stop)
+        refused = await service.client.post(
+            "/results/enqueue", json={"jobId": "j", "url": origin.url("during.png")}
+        )
+        assert refused.status_code == 503
+        assert refused.headers["Content-Type"] == "application/problem+json"
+        async with trio.open_nursery() as clients:
+            for n in range(3):
+                clients.start_soon(enqueue, f"during{n}.png")
+            await trio.sleep(1.0)
+            await trio.to_thread.run_sync(postgres.start)
+        for n in range(5):
+            await enqueue(f"after{n}.png")
+        rows = await wait_until_terminal(postgres.url, 13, within=60)
+        service.shutdown.set()
+    assert [row["status"] for row in rows] == ["succeeded"] * 13, rows
+
+
+async def test_memory_for_eight_concurrent_20_mib_downloads(
+    spawn: Spawn, origin: Origin, database_url: str
+) -> None:
+    service = spawn("worker", BGC_WORKERS="8")
+    with trio.fail_after(IO_GUARD_SECONDS * 3):
+        await service.wait_ready()
+        await trio.sleep(0.5)
+        baseline = service.rss_kib("VmRSS")
+        insert_results(database_url, [origin.url(f"m{n}.png", size=20 * MIB) for n in range(8)])
+        rows = await wait_until_terminal(database_url, 8, within=80)
+        growth_mib = (service.rss_kib("VmHWM") - baseline) / 1024
+    assert {row["status"] for row in rows} == {"succeeded"}
+    print(f"peak RSS growth for 8 x 20 MiB: {growth_mib:.1f} MiB")
+    assert growth_mib < 64, f"peak RSS grew by {growth_mib:.1f} MiB"
