@@ -104,9 +104,17 @@ async def start_service(
 
 
 @pytest.fixture
-async def service(nursery: trio.Nursery, settings: Settings) -> AsyncIterator[RunningService]:
+def role() -> Role:
+    """The parts the `service` fixture runs; a test module may override it."""
+    return Role.ALL
+
+
+@pytest.fixture
+async def service(
+    nursery: trio.Nursery, settings: Settings, role: Role
+) -> AsyncIterator[RunningService]:
     with trio.fail_after(IO_GUARD_SECONDS):
-        running = await start_service(nursery, settings)
+        running = await start_service(nursery, settings, role)
     try:
         yield running
     finally:

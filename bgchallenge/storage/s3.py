@@ -112,7 +112,9 @@ class Storage:
 
     async def abort_uploads_of(self, key: str) -> int:
         """Abort every unfinished multipart upload of ``key`` (left by a process that died)."""
-        listing = await self.call(self.client.list_multipart_uploads, Bucket=self.bucket, Prefix=key)
+        listing = await self.call(
+            self.client.list_multipart_uploads, Bucket=self.bucket, Prefix=key
+        )
         stale = [u["UploadId"] for u in listing.get("Uploads", []) if u.get("Key") == key]
         for upload_id in stale:
             await self.abort_upload(key, upload_id)

@@ -1,7 +1,8 @@
 """Streaming a body into the bucket without holding it whole: one PutObject for a body that
 ends within the first part, a multipart upload otherwise.
 
-Memory: at most one part (plus one chunk) is buffered per upload. Cancellation and failure:
+Memory: a part is gathered in memory up to 1 MiB and in an anonymous temporary file beyond, so
+a download holds about the same memory whatever its size. Cancellation and failure:
 a started multipart upload is aborted (shielded, bounded in time), and the abort is checked,
 since a part still in flight may land after it; no partial object and no dangling upload stay.
 """
@@ -11,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import tempfile
 from collections.abc import AsyncIterator
+from typing import BinaryIO
 
 import trio
 
@@ -21,6 +24,45 @@ from bgchallenge.storage.s3 import Storage
 log = logging.getLogger(__name__)
 
 ABORT_SECONDS = 15.0
+PART_MEMORY_BYTES = 1024 * 1024
+
+
+class PartBuffer:
+    """One part's bytes: in memory up to a limit, then spilled to a temporary file.
+
+    File operations run in worker threads, never on the Trio thread.
+    """
+
+    def __init__(self, memory_limit: int = PART_MEMORY_BYTES) -> None:
+        self.memory_limit = memory_limit
+        self.size = 0
+        self._memory = io.BytesIO()
+        self._file: BinaryIO | None = None
+
+    async def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self._file is None and self.size <= self.memory_limit:
+            self._memory.write(chunk)
+            return
+        if self._file is None:
+            self._file = await trio.to_thread.run_sync(self._spill)
+        await trio.to_thread.run_sync(self._file.write, chunk)
+
+    def _spill(self) -> BinaryIO:
+        spilled = tempfile.TemporaryFile()  # noqa: SIM115 (closed by aclose)
+        spilled.write(self._memory.getbuffer())
+        self._memory = io.BytesIO()
+        return spilled
+
+    def rewound(self) -> BinaryIO:
+        """The bytes, read from the start; call it in the thread that reads them."""
+        body = self._file or self._memory
+        body.seek(0)
+        return body
+
+    async def aclose(self) -> None:
+        if self._file is not None:
+            await trio.to_thread.run_sync(self._file.close)
 
 
 class _MultipartUpload:
@@ -31,7 +73,7 @@ class _MultipartUpload:
         self.upload_id: str | None = None
         self.parts: list[dict[str, object]] = []
 
-    async def add_part(self, body: io.BytesIO) -> None:
+    async def add_part(self, part: PartBuffer) -> None:
         client = self.storage.client
         if self.upload_id is None:
             created = await self.storage.call(
@@ -42,13 +84,15 @@ class _MultipartUpload:
             )
             self.upload_id = created["UploadId"]
         number = len(self.parts) + 1
+        upload_id = self.upload_id
         answer = await self.storage.call(
-            client.upload_part,
-            Bucket=self.storage.bucket,
-            Key=self.key,
-            UploadId=self.upload_id,
-            PartNumber=number,
-            Body=body,
+            lambda: client.upload_part(
+                Bucket=self.storage.bucket,
+                Key=self.key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=part.rewound(),
+            )
         )
         self.parts.append({"PartNumber": number, "ETag": answer["ETag"]})
 
@@ -86,31 +130,33 @@ async def upload_stream(
     """Store the chunks at ``key``; answer what was stored (size and sha256 of the bytes)."""
     digest = hashlib.sha256()
     size = 0
-    buffer = io.BytesIO()
+    part = PartBuffer()
     multipart = _MultipartUpload(storage, key, content_type)
     try:
         async for chunk in chunks:
             digest.update(chunk)
             size += len(chunk)
-            buffer.write(chunk)
-            if buffer.tell() >= part_size:
-                await multipart.add_part(_rewound(buffer))
-                buffer = io.BytesIO()
+            await part.write(chunk)
+            if part.size >= part_size:
+                await multipart.add_part(part)
+                await part.aclose()
+                part = PartBuffer()
         if multipart.upload_id is None:
             await storage.call(
-                storage.client.put_object,
-                Bucket=storage.bucket,
-                Key=key,
-                Body=_rewound(buffer),
-                ContentType=content_type,
+                lambda: storage.client.put_object(
+                    Bucket=storage.bucket, Key=key, Body=part.rewound(), ContentType=content_type
+                )
             )
         else:
-            if buffer.tell():
-                await multipart.add_part(_rewound(buffer))
+            if part.size:
+                await multipart.add_part(part)
             await multipart.complete()
     except BaseException:
         await multipart.abort()
         raise
+    finally:
+        with trio.CancelScope(shield=True):
+            await part.aclose()
     return StoredObject(
         bucket=storage.bucket,
         key=key,
@@ -118,8 +164,3 @@ async def upload_stream(
         content_type=content_type,
         sha256=digest.hexdigest(),
     )
-
-
-def _rewound(buffer: io.BytesIO) -> io.BytesIO:
-    buffer.seek(0)
-    return buffer

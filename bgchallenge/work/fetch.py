@@ -49,7 +49,10 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         with trio.move_on_after(timeout if timeout is not None else float("inf")) as scope:
-            infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            try:
+                infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except OSError as exc:
+                raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
         if scope.cancelled_caught:
             raise httpcore.ConnectTimeout(f"resolving {host} timed out")
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import psycopg
+import pytest
 import trio
 
+from bgchallenge.service import Role
 from tests.conftest import IO_GUARD_SECONDS, RunningService
+
+
+@pytest.fixture
+def role() -> Role:
+    return Role.WEB  # no workers: their retries would NOTIFY too
 
 
 def listen(database_url: str) -> psycopg.Connection:

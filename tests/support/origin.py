@@ -122,3 +122,15 @@ async def serve_origin(
             task_status.started(origin)
 
     await serve(origin, config, task_status=_Status())  # type: ignore[arg-type]
+
+
+async def _serve_forever() -> None:
+    origin = Origin()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(serve_origin, origin)
+        print(origin.base_url, flush=True)
+
+
+if __name__ == "__main__":
+    # For benchmarks: the origin in a process of its own; prints its base URL, then serves.
+    trio.run(_serve_forever)

@@ -40,7 +40,9 @@ class ServiceProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bgchallenge", "serve", "--role", role],
             env=service_environment(settings, **env),
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
 
     @property

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import boto3
 import psycopg
 import trio
 from psycopg.rows import dict_row
+
+
+async def eventually(condition: Callable[[], bool], *, interval: float = 0.05) -> None:
+    """Poll ``condition`` (state outside this process: nothing to wait on) until it holds."""
+    while True:
+        if condition():
+            return
+        await trio.sleep(interval)
 
 
 def fetch_rows(database_url: str, where: str = "true") -> list[dict[str, Any]]:
@@ -44,3 +53,22 @@ class Bucket:
     def object(self, key: str) -> tuple[bytes, str]:
         answer = self.client.get_object(Bucket=self.name, Key=key)
         return answer["Body"].read(), answer["ContentType"]
+
+
+def insert_results(database_url: str, urls: list[str], job: str = "job") -> None:
+    """Insert queued results straight into the table (the trigger sends their NOTIFYs)."""
+    with psycopg.connect(database_url) as connection, connection.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO results (job_id, host, object_path, url, source_url) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            [
+                (
+                    job,
+                    url.split("/")[2],
+                    "/" + url.split("/", 3)[3].split("?")[0],
+                    url.split("?")[0],
+                    url,
+                )
+                for url in urls
+            ],
+        )

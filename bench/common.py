@@ -1,0 +1,108 @@
+"""What every benchmark needs: real servers on loopback, started here, stopped at the end.
+
+PostgreSQL (embedded, or BENCH_DATABASE_URL), moto's S3 server, and the tests' origin server.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import boto3
+import trio
+
+from bgchallenge.embedded import running_s3_server, set_fake_aws_credentials, start_postgres
+from bgchallenge.settings import Settings
+from tests.support.origin import Origin, serve_origin
+from tests.support.servers import PostgresCluster
+
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+
+@dataclass
+class Servers:
+    cluster: PostgresCluster
+    s3_endpoint: str
+
+    def fresh_settings(self, **changes: object) -> Settings:
+        bucket = f"bench-{os.getpid()}-{datetime.now(UTC):%H%M%S%f}"
+        boto3.client("s3", endpoint_url=self.s3_endpoint).create_bucket(Bucket=bucket)
+        settings = Settings(
+            database_url=self.cluster.create_database(),
+            s3_endpoint_url=self.s3_endpoint,
+            s3_bucket=bucket,
+            port=0,
+            allow_networks=LOOPBACK,
+        )
+        return Settings(**{**settings.__dict__, **changes})  # type: ignore[arg-type]
+
+
+@contextmanager
+def servers() -> Iterator[Servers]:
+    set_fake_aws_credentials()
+    url = os.environ.get("BENCH_DATABASE_URL")
+    if not url:
+        url = start_postgres(Path(tempfile.mkdtemp(prefix="bgc-bench-")) / "pgdata").get_uri()
+    cluster = PostgresCluster(url)
+    try:
+        with running_s3_server() as endpoint:
+            yield Servers(cluster, endpoint)
+    finally:
+        cluster.close()
+
+
+@asynccontextmanager
+async def running_origin() -> AsyncIterator[Origin]:
+    async with trio.open_nursery() as nursery:
+        origin: Origin = await nursery.start(serve_origin, Origin())
+        yield origin
+        nursery.cancel_scope.cancel()
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def describe(values: list[float]) -> str:
+    return (
+        f"p50 {percentile(values, 0.5):.2f}  p99 {percentile(values, 0.99):.2f}  "
+        f"mean {statistics.fmean(values):.2f}"
+    )
+
+
+def machine() -> str:
+    return f"{platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def table(title: str, rows: list[tuple[str, str]]) -> str:
+    width = max(len(name) for name, _ in rows)
+    lines = [f"## {title} ({datetime.now(UTC):%Y-%m-%d}, {machine()})", ""]
+    lines += [f"| {'measure'.ljust(width)} | value |", f"| {'-' * width} | --- |"]
+    lines += [f"| {name.ljust(width)} | {value} |" for name, value in rows]
+    return "\n".join(lines)
+
+
+@contextmanager
+def origin_process() -> Iterator[str]:
+    """The tests' origin server in a process of its own (so it does not share a core with the
+    benchmark's client); yields its base URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.origin"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        yield process.stdout.readline().strip()
+    finally:
+        process.terminate()
+        process.wait(10)

@@ -1,0 +1,85 @@
+"""End-to-end results/s for 50 KiB images with 16 workers, beside the machine's raw limit:
+a plain script doing the same GET + PutObject at the same concurrency.
+
+    python -m bench.throughput [COUNT]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import boto3
+import httpx
+import trio
+from botocore.config import Config
+
+from bench.common import Servers, origin_process, servers, table
+from tests.support.processes import ServiceProcess
+from tests.support.results import fetch_rows, insert_results, wait_until_terminal
+
+CONCURRENCY = 16
+SIZE = 50 * 1024
+
+
+async def service_rate(env: Servers, origin_url: str, count: int) -> float:
+    settings = env.fresh_settings()
+    assert settings.database_url
+    service = ServiceProcess(settings, "worker", BGC_WORKERS=str(CONCURRENCY))
+    try:
+        await service.wait_ready()
+        urls = [f"{origin_url}/files/t{n}.png?size={SIZE}" for n in range(count)]
+        insert_results(settings.database_url, urls)
+        await wait_until_terminal(settings.database_url, count, within=600)
+        rows = fetch_rows(settings.database_url)
+    finally:
+        service.close()
+    assert {r["status"] for r in rows} == {"succeeded"}
+    span = max(r["ended_at"] for r in rows) - min(r["created_at"] for r in rows)
+    return count / span.total_seconds()
+
+
+async def raw_rate(env: Servers, origin_url: str, count: int) -> float:
+    bucket = env.fresh_settings().s3_bucket
+    s3 = boto3.client(
+        "s3", endpoint_url=env.s3_endpoint, config=Config(max_pool_connections=CONCURRENCY)
+    )
+    limiter = trio.CapacityLimiter(CONCURRENCY)
+    todo = iter(range(count))
+    async with httpx.AsyncClient() as client:
+
+        async def copier() -> None:
+            for n in todo:
+                response = await client.get(f"{origin_url}/files/r{n}.png?size={SIZE}")
+                body = response.content
+                await trio.to_thread.run_sync(
+                    lambda: s3.put_object(Bucket=bucket, Key=f"r{n}", Body=body),  # noqa: B023
+                    limiter=limiter,
+                )
+
+        started = time.monotonic()
+        async with trio.open_nursery() as nursery:
+            for _ in range(CONCURRENCY):
+                nursery.start_soon(copier)
+        return count / (time.monotonic() - started)
+
+
+async def measure(env: Servers, origin_url: str, count: int) -> None:
+    raw = await raw_rate(env, origin_url, count)
+    ours = await service_rate(env, origin_url, count)
+    print(
+        table(
+            f"end-to-end, {count} x 50 KiB, {CONCURRENCY} workers",
+            [
+                ("raw GET + PutObject", f"{raw:.0f} results/s"),
+                ("bgchallenge", f"{ours:.0f} results/s"),
+                ("ratio", f"{ours / raw:.0%}"),
+            ],
+        )
+    )
+
+
+if __name__ == "__main__":
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    with servers() as env, origin_process() as origin_url:
+        trio.run(measure, env, origin_url, count)
