@@ -95,7 +95,10 @@ async def run_service(
                 )
             binds: list[str] = []
             if role.serves_http:
-                app = create_app(WebDependencies(results, storage, settings.signing_secret))
+                deps = WebDependencies(
+                    results, storage, settings.signing_secret, await results.cursor_key()
+                )
+                app = create_app(deps)
                 binds = await nursery.start(serve_http, app, settings.host, settings.port, shutdown)
             log.info("ready", extra={"addresses": binds, "role": role.value})
             task_status.started(binds)

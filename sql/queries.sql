@@ -92,25 +92,94 @@ UPDATE results
 RETURNING id;
 
 -- name: hand_back
--- A graceful shutdown interrupted the attempt: queued again at once, the attempt not spent.
+-- A graceful shutdown interrupted the attempt: queued again at once, the attempt not spent;
+-- canceled instead if a cancel was requested meanwhile.
 UPDATE results
-   SET status = 'queued', attempts = attempts - 1, due_at = clock_timestamp(),
+   SET status = CASE WHEN cancel_requested THEN 'canceled' ELSE 'queued' END,
+       attempts = attempts - 1, due_at = clock_timestamp(),
+       canceled_at = CASE WHEN cancel_requested THEN clock_timestamp() END,
+       ended_at = CASE WHEN cancel_requested THEN clock_timestamp() END,
+       source_url = CASE WHEN cancel_requested THEN NULL ELSE source_url END,
        lease_owner = NULL, lease_expires_at = NULL, updated_at = clock_timestamp()
  WHERE id = %(id)s AND status = 'running'
    AND lease_owner = %(owner)s AND attempts = %(attempts)s
 RETURNING id;
 
 -- name: reap_expired_leases
--- Rows whose worker process died: queued again while attempts remain, failed after that.
--- The attempt that died counts: it started, and a result that kills its worker must end.
-UPDATE results
-   SET status = CASE WHEN attempts < %(max_attempts)s THEN 'queued' ELSE 'failed' END,
+-- Rows whose worker process died: canceled if a cancel was requested, else queued again while
+-- attempts remain, else failed. The attempt that died counts: it started, and a result that
+-- kills its worker must end.
+WITH expired AS (
+    SELECT id,
+           CASE WHEN cancel_requested THEN 'canceled'
+                WHEN attempts < %(max_attempts)s THEN 'queued'
+                ELSE 'failed' END AS next_status
+      FROM results
+     WHERE status = 'running' AND lease_expires_at < clock_timestamp()
+     FOR UPDATE SKIP LOCKED
+)
+UPDATE results AS r
+   SET status = e.next_status,
        due_at = clock_timestamp(),
-       error_code = CASE WHEN attempts < %(max_attempts)s THEN error_code ELSE 'exhausted' END,
-       error_message = CASE WHEN attempts < %(max_attempts)s THEN error_message
-                            ELSE 'the worker running the last attempt stopped (lease expired)' END,
-       ended_at = CASE WHEN attempts < %(max_attempts)s THEN NULL ELSE clock_timestamp() END,
-       source_url = CASE WHEN attempts < %(max_attempts)s THEN source_url END,
+       error_code = CASE e.next_status WHEN 'failed' THEN 'exhausted' ELSE r.error_code END,
+       error_message = CASE e.next_status
+                           WHEN 'failed'
+                           THEN 'the worker running the last attempt stopped (lease expired)'
+                           ELSE r.error_message END,
+       canceled_at = CASE e.next_status WHEN 'canceled' THEN clock_timestamp() END,
+       ended_at = CASE e.next_status WHEN 'queued' THEN NULL ELSE clock_timestamp() END,
+       source_url = CASE e.next_status WHEN 'queued' THEN r.source_url END,
        lease_owner = NULL, lease_expires_at = NULL, updated_at = clock_timestamp()
- WHERE status = 'running' AND lease_expires_at < clock_timestamp()
-RETURNING id, job_id, status;
+  FROM expired AS e
+ WHERE r.id = e.id
+RETURNING r.id, r.job_id, r.status;
+
+-- name: change_number
+-- The change number of one scope ('*' or 'job:<jobId>'): what a conditional list compares.
+SELECT coalesce((SELECT change_no FROM result_changes WHERE scope = %(scope)s), 0) AS change_no;
+
+-- name: list_results
+-- One page in id order, with the scope's change number read in the same statement (one
+-- snapshot). Answers at least one row; a row whose id is null stands for an empty page.
+SELECT version.change_no, page.*
+  FROM (SELECT coalesce((SELECT change_no FROM result_changes WHERE scope = %(scope)s), 0)
+               AS change_no) AS version
+  LEFT JOIN LATERAL (
+        SELECT * FROM results
+         WHERE id > %(after_id)s
+           AND (%(job_id)s::text IS NULL OR job_id = %(job_id)s::text)
+           AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
+         ORDER BY id
+         LIMIT %(limit)s
+  ) AS page ON true
+ ORDER BY page.id;
+
+-- name: cursor_key
+SELECT key FROM service_keys WHERE name = 'cursor';
+
+-- name: lock_result
+SELECT id, status FROM results WHERE id = %(id)s FOR UPDATE;
+
+-- name: cancel_queued
+UPDATE results
+   SET status = 'canceled', canceled_at = clock_timestamp(), ended_at = clock_timestamp(),
+       source_url = NULL, updated_at = clock_timestamp()
+ WHERE id = %(id)s AND status = 'queued'
+RETURNING *;
+
+-- name: request_cancel
+-- A running result: the results_cancel_requested trigger notifies every worker process; the
+-- one holding it cancels the attempt (its lease extension sees the flag too, should the
+-- notification be missed).
+UPDATE results SET cancel_requested = true
+ WHERE id = %(id)s AND status = 'running'
+RETURNING *;
+
+-- name: record_canceled
+UPDATE results
+   SET status = 'canceled', canceled_at = clock_timestamp(), ended_at = clock_timestamp(),
+       source_url = NULL, lease_owner = NULL, lease_expires_at = NULL,
+       updated_at = clock_timestamp()
+ WHERE id = %(id)s AND status = 'running'
+   AND lease_owner = %(owner)s AND attempts = %(attempts)s
+RETURNING id;

@@ -68,6 +68,28 @@ class Database:
         rows = await self.fetch_all(name, params)
         return rows[0] if rows else None
 
+    async def in_transaction(self, work: Callable[[Transaction], Awaitable[T]]) -> T:
+        """Run ``work(transaction)`` inside one transaction; it may only call the transaction's
+        query methods (it runs on the asyncio side)."""
+
+        async def run(connection: Connection) -> T:
+            async with connection.transaction():
+                return await work(Transaction(connection, self._queries))
+
+        return await self.with_connection(run)
+
+
+class Transaction:
+    """Named queries on one connection inside a transaction (asyncio side)."""
+
+    def __init__(self, connection: Connection, queries: dict[str, str]) -> None:
+        self._connection = connection
+        self._queries = queries
+
+    async def fetch_one(self, name: str, params: dict[str, Any] | None = None) -> Row | None:
+        cursor = await self._connection.execute(self._queries[name], params)
+        return await cursor.fetchone() if cursor.description else None
+
 
 async def _configure(connection: Connection) -> None:
     await connection.set_autocommit(True)

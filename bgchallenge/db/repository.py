@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bgchallenge.db.database import Database, Row
+from bgchallenge.db.database import Database, Row, Transaction
 from bgchallenge.domain.enqueue import EnqueueRequest
-from bgchallenge.domain.results import Claim, Result, StoredObject
+from bgchallenge.domain.listing import ListQuery
+from bgchallenge.domain.results import Claim, Result, Status, StoredObject
 
 # A concurrent insert of the same identity can commit between the statement's snapshot and
 # its insert; the statement then sees neither row. Running it again always sees one.
@@ -18,6 +19,19 @@ _ENQUEUE_ATTEMPTS = 5
 class Enqueued:
     result: Result
     created: bool  # False: the identity existed already, ``result`` is the existing row
+
+
+@dataclass(frozen=True)
+class Page:
+    change_no: int
+    results: list[Result]
+    more: bool
+
+
+@dataclass(frozen=True)
+class Canceled:
+    result: Result
+    requested: bool  # True: it was running; the worker holding it is told to stop
 
 
 class Results:
@@ -40,6 +54,54 @@ class Results:
             if row is not None:
                 return Enqueued(Result.from_row(row), created=row["inserted"])
         raise RuntimeError("enqueue saw neither a new nor an existing row; this is a bug")
+
+    async def cursor_key(self) -> bytes:
+        row = await self.database.fetch_one("cursor_key")
+        assert row is not None, "migration 0002 stores the cursor key"
+        return str(row["key"]).encode()
+
+    async def change_number(self, scope: str) -> int:
+        row = await self.database.fetch_one("change_number", {"scope": scope})
+        assert row is not None
+        return int(row["change_no"])
+
+    async def list_page(self, query: ListQuery) -> Page:
+        """One more row than the limit is read, to know whether another page follows."""
+        rows = await self.database.fetch_all(
+            "list_results",
+            {
+                "scope": query.scope,
+                "after_id": query.after_id,
+                "job_id": query.job_id,
+                "statuses": list(query.statuses) if query.statuses else None,
+                "limit": query.limit + 1,
+            },
+        )
+        results = [Result.from_row(row) for row in rows if row["id"] is not None]
+        return Page(
+            change_no=int(rows[0]["change_no"]),
+            results=results[: query.limit],
+            more=len(results) > query.limit,
+        )
+
+    async def cancel(self, result_id: int) -> Canceled | None:
+        """Cancel a result; None if there is no such result. See `Canceled`."""
+
+        async def work(transaction: Transaction) -> Canceled | None:
+            locked = await transaction.fetch_one("lock_result", {"id": result_id})
+            if locked is None:
+                return None
+            status = Status(locked["status"])
+            if status is Status.QUEUED:
+                row = await transaction.fetch_one("cancel_queued", {"id": result_id})
+            elif status is Status.RUNNING:
+                row = await transaction.fetch_one("request_cancel", {"id": result_id})
+            else:
+                row = await transaction.fetch_one("get_result", {"id": result_id})
+            assert row is not None
+            return Canceled(Result.from_row(row), requested=status is Status.RUNNING)
+
+        return await self.database.in_transaction(work)
 
     async def get(self, result_id: int) -> Result | None:
         row = await self.database.fetch_one("get_result", {"id": result_id})
@@ -105,6 +167,9 @@ class Attempts:
             "delay_seconds": delay_seconds,
         }
         return await self.database.fetch_one("schedule_retry", params) is not None
+
+    async def record_canceled(self, claim: Claim) -> bool:
+        return await self.database.fetch_one("record_canceled", self._fence(claim)) is not None
 
     async def hand_back(self, claim: Claim) -> bool:
         return await self.database.fetch_one("hand_back", self._fence(claim)) is not None

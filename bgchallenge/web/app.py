@@ -14,10 +14,17 @@ from werkzeug.exceptions import HTTPException
 from bgchallenge.db.database import DatabaseUnavailable
 from bgchallenge.db.repository import Results
 from bgchallenge.domain.enqueue import InvalidBody, NotAnObject, parse_enqueue_body
+from bgchallenge.domain.listing import (
+    InvalidQuery,
+    encode_cursor,
+    if_none_match_matches,
+    list_etag,
+    parse_list_query,
+)
 from bgchallenge.domain.results import render_result
 from bgchallenge.storage.s3 import Storage
 from bgchallenge.web.filters import check_signature, raw_body
-from bgchallenge.web.problems import json_response, problem
+from bgchallenge.web.problems import json_response, not_modified, problem
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +37,7 @@ class WebDependencies:
     results: Results
     storage: Storage
     signing_secret: str | None
+    cursor_key: bytes
 
 
 def create_app(deps: WebDependencies) -> QuartTrio:
@@ -128,6 +136,42 @@ def create_app(deps: WebDependencies) -> QuartTrio:
         return json_response(
             render_result(result), 202, headers={"Location": f"/results/{result.id}"}
         )
+
+    @app.get("/results/list")
+    async def list_results() -> Response:
+        try:
+            query = parse_list_query(request.args.to_dict(flat=False), deps.cursor_key)
+        except InvalidQuery as exc:
+            return problem(
+                400,
+                "the query is not a valid list request",
+                kind="invalid-query",
+                errors=[p.render() for p in exc.problems],
+            )
+        if_none_match = request.headers.get("If-None-Match")
+        if if_none_match is not None:
+            # The cheap check first: one indexed single-row read, no page.
+            etag = list_etag(query, await deps.results.change_number(query.scope))
+            if if_none_match_matches(if_none_match, etag):
+                return not_modified(etag)
+        page = await deps.results.list_page(query)
+        etag = list_etag(query, page.change_no)
+        if if_none_match_matches(if_none_match, etag):
+            return not_modified(etag)
+        next_cursor = (
+            encode_cursor(deps.cursor_key, query, page.results[-1].id) if page.more else None
+        )
+        body = {"items": [render_result(r) for r in page.results], "nextCursor": next_cursor}
+        return json_response(body, headers={"ETag": etag, "Cache-Control": "no-cache"})
+
+    @app.post("/results/<int:result_id>/cancel")
+    async def cancel(result_id: int) -> Response:
+        outcome = await deps.results.cancel(result_id)
+        if outcome is None:
+            return problem(404, f"no result with id {result_id}", kind="not-found")
+        if outcome.requested:
+            log.info("cancel requested", extra={"id": result_id, "jobId": outcome.result.job_id})
+        return json_response(render_result(outcome.result), 202 if outcome.requested else 200)
 
     @app.get("/results/<int:result_id>")
     async def get_result(result_id: int) -> Response:

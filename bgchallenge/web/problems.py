@@ -37,3 +37,7 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(
         json.dumps(body), status=status, content_type="application/json", headers=headers or {}
     )
+
+
+def not_modified(etag: str) -> Response:
+    return Response(b"", status=304, headers={"ETag": etag, "Cache-Control": "no-cache"})

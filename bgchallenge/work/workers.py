@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RECORD_RETRY_SECONDS = 0.5
+EARLY_CANCEL_SECONDS = 60.0
 
 
 def worker_identity() -> str:
@@ -61,6 +62,21 @@ class WorkContext:
     storage: Storage
     settings: Settings
     active: dict[int, ActiveAttempt] = field(default_factory=dict)
+    # Cancels heard for results this process was not (yet) running, by when they were heard:
+    # a cancel can arrive between the claim's commit and the attempt's start.
+    early_cancels: dict[int, float] = field(default_factory=dict)
+
+    def cancel_requested(self, result_id: int) -> None:
+        attempt = self.active.get(result_id)
+        if attempt is not None:
+            attempt.cancel("canceled")
+            return
+        now = trio.current_time()
+        self.early_cancels[result_id] = now
+        for stale in [
+            i for i, heard in self.early_cancels.items() if now - heard > EARLY_CANCEL_SECONDS
+        ]:
+            del self.early_cancels[stale]
 
 
 async def _persistently(action: Callable[[], Awaitable[T]], seconds: float) -> T | None:
@@ -100,6 +116,8 @@ async def run_attempt(ctx: WorkContext, claim: Claim) -> None:
     """
     attempt = ActiveAttempt(claim)
     ctx.active[claim.id] = attempt
+    if ctx.early_cancels.pop(claim.id, None) is not None:
+        attempt.cancel("canceled")
     recorded = False
     fields = {"id": claim.id, "jobId": claim.job_id, "attempt": claim.attempts}
     log.info("attempt started", extra={**fields, "url": claim.url})
@@ -139,7 +157,11 @@ async def _record(
     claim = attempt.claim
     lease = ctx.settings.lease_seconds
     if outcome is None:
-        log.info("attempt stopped", extra={**fields, "reason": attempt.reason})
+        if attempt.reason == "canceled":
+            await _persistently(lambda: ctx.attempts.record_canceled(claim), lease)
+            log.info("canceled", extra=fields)
+        else:
+            log.info("attempt stopped", extra={**fields, "reason": attempt.reason})
         return
     if isinstance(outcome, StoredObject):
         await _persistently(lambda: ctx.attempts.record_success(claim, outcome), lease)
@@ -218,9 +240,7 @@ async def serve_workers(
         if channel == RESULTS_CHANNEL:
             dispatcher.wake()
         elif channel == CANCELS_CHANNEL and payload.isdigit():
-            attempt = ctx.active.get(int(payload))
-            if attempt is not None:
-                attempt.cancel("canceled")
+            ctx.cancel_requested(int(payload))
 
     try:
         await _supervise(ctx, shutdown, dispatcher, on_notify, receive, task_status)
