@@ -110,6 +110,10 @@ class Storage:
                 return
         raise StorageUnavailable(f"multipart upload {upload_id} of {key} survived its abort")
 
+    async def delete(self, key: str) -> None:
+        """Delete the object at ``key``, if any (S3 answers the same when there is none)."""
+        await self.call(self.client.delete_object, Bucket=self.bucket, Key=key)
+
     async def abort_uploads_of(self, key: str) -> int:
         """Abort every unfinished multipart upload of ``key`` (left by a process that died)."""
         listing = await self.call(

@@ -24,10 +24,11 @@ from bgchallenge.db.database import DatabaseUnavailable
 from bgchallenge.db.listener import CANCELS_CHANNEL, RESULTS_CHANNEL, serve_listener
 from bgchallenge.db.repository import Attempts
 from bgchallenge.domain.failures import Failure
+from bgchallenge.domain.keys import object_key
 from bgchallenge.domain.results import Claim, StoredObject
 from bgchallenge.domain.retry import GiveUp, RetryLater, decide, max_attempts
 from bgchallenge.settings import Settings
-from bgchallenge.storage.s3 import Storage
+from bgchallenge.storage.s3 import Storage, StorageRejected, StorageUnavailable
 from bgchallenge.work.dispatcher import Dispatcher
 from bgchallenge.work.fetch import Fetcher
 from bgchallenge.work.pipeline import copy_to_bucket
@@ -94,6 +95,13 @@ async def _persistently(action: Callable[[], Awaitable[T]], seconds: float) -> T
     return None
 
 
+async def _quietly(storing: Awaitable[None]) -> None:
+    try:
+        await storing
+    except (StorageUnavailable, StorageRejected) as exc:
+        log.warning("storage clean-up failed", extra={"error": str(exc)})
+
+
 async def _keep_lease(ctx: WorkContext, attempt: ActiveAttempt) -> None:
     interval = ctx.settings.lease_seconds / 3
     while True:
@@ -158,6 +166,8 @@ async def _record(
     lease = ctx.settings.lease_seconds
     if outcome is None:
         if attempt.reason == "canceled":
+            # The cancel may have landed after the object was stored, on the way out.
+            await _quietly(ctx.storage.delete(object_key(claim.id, claim.object_path)))
             await _persistently(lambda: ctx.attempts.record_canceled(claim), lease)
             log.info("canceled", extra=fields)
         else:

@@ -1,0 +1,109 @@
+"""Cancelling results that are running, in this process or another, and racing claims."""
+
+from __future__ import annotations
+
+import trio
+
+from bgchallenge.service import Role
+from bgchallenge.settings import Settings
+from tests.conftest import IO_GUARD_SECONDS, RunningService, start_service
+from tests.support.origin import Origin
+from tests.support.processes import ServiceProcess
+from tests.support.results import Bucket, eventually, wait_until_terminal
+
+MIB = 1024 * 1024
+
+
+async def test_cancel_of_a_running_download_held_by_a_second_process(
+    nursery: trio.Nursery,
+    settings: Settings,
+    origin: Origin,
+    database_url: str,
+    s3_endpoint: str,
+    bucket: str,
+) -> None:
+    bucket_state = Bucket(s3_endpoint, bucket)
+    worker = ServiceProcess(settings, "worker")
+    try:
+        with trio.fail_after(IO_GUARD_SECONDS):
+            await worker.wait_ready()
+            web = await start_service(nursery, settings, Role.WEB)
+            response = await web.client.post(
+                "/results/enqueue",
+                json={"jobId": "j", "url": origin.url("big.png", size=12 * MIB, slow=0.02)},
+            )
+            result_id = response.json()["id"]
+            await eventually(bucket_state.uploads)  # running, a part already stored
+            requested_at = trio.current_time()
+            cancel = await web.client.post(f"/results/{result_id}/cancel")
+            assert cancel.status_code == 202 and cancel.json()["status"] == "running"
+            (row,) = await wait_until_terminal(database_url, 1, within=5)
+            elapsed = trio.current_time() - requested_at
+            web.shutdown.set()
+    finally:
+        worker.close()
+    assert row["status"] == "canceled"
+    assert row["canceled_at"] and row["ended_at"] and row["source_url"] is None
+    assert elapsed < 1.0, f"canceled after {elapsed:.2f} s"
+    assert bucket_state.uploads() == [] and bucket_state.keys() == []
+
+
+async def test_cancel_racing_a_claim_ends_in_exactly_one_outcome(
+    service: RunningService, origin: Origin, database_url: str, s3_endpoint: str, bucket: str
+) -> None:
+    bucket_state = Bucket(s3_endpoint, bucket)
+    answers: dict[int, tuple[int, str]] = {}
+
+    async def enqueue_and_cancel(n: int) -> None:
+        response = await service.client.post(
+            "/results/enqueue", json={"jobId": "race", "url": origin.url(f"r{n}.png")}
+        )
+        result_id = response.json()["id"]
+        await trio.sleep((n % 5) * 0.002)  # land the cancel at different moments of the claim
+        answer = await service.client.post(f"/results/{result_id}/cancel")
+        answers[result_id] = (answer.status_code, answer.json()["status"])
+
+    with trio.fail_after(IO_GUARD_SECONDS * 2):
+        async with trio.open_nursery() as clients:
+            for n in range(200):
+                clients.start_soon(enqueue_and_cancel, n)
+        rows = await wait_until_terminal(database_url, 200, within=40)
+    outcomes = {row["id"]: row["status"] for row in rows}
+    assert set(outcomes.values()) <= {"canceled", "succeeded"}, outcomes
+    assert {code for code, _ in answers.values()} <= {200, 202}
+    stored_ids = {int(key.split("/")[1]) for key in bucket_state.keys()}
+    succeeded = {row["id"] for row in rows if row["status"] == "succeeded"}
+    assert stored_ids == succeeded, "a canceled result left an object, or a success none"
+    assert bucket_state.uploads() == []
+    for result_id, (code, shown) in answers.items():
+        if code == 200:  # canceled while queued, or already over: either way it is final
+            assert outcomes[result_id] == shown, (result_id, code, shown)
+        else:  # running when asked: the attempt was stopped, or had just finished
+            assert shown == "running"
+
+
+async def test_metrics_populated(
+    service: RunningService, origin: Origin, database_url: str
+) -> None:
+    with trio.fail_after(IO_GUARD_SECONDS):
+        for name in ("ok.png", "gone.png"):
+            knobs = {"status": 404, "head": 404} if name == "gone.png" else {}
+            await service.client.post(
+                "/results/enqueue", json={"jobId": "m", "url": origin.url(name, **knobs)}
+            )
+        await wait_until_terminal(database_url, 2)
+        listed = (await service.client.get("/results/list?jobId=m")).json()["items"]
+        details = [(await service.client.get(f"/results/{i['id']}")).json() for i in listed]
+    assert listed == details
+    for item in listed:
+        assert item["startedAt"] and item["endedAt"] and item["createdAt"] <= item["startedAt"]
+        started, ended = (trio_ms(item["startedAt"]), trio_ms(item["endedAt"]))
+        assert item["durationMs"] == ended - started >= 0
+        assert item["canceledAt"] is None
+
+
+def trio_ms(stamp: str) -> int:
+    from datetime import datetime
+
+    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return round(moment.timestamp() * 1000)
