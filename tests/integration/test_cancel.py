@@ -45,7 +45,7 @@ async def test_cancel_of_a_running_download_held_by_a_second_process(
     assert row["status"] == "canceled"
     assert row["canceled_at"] and row["ended_at"] and row["source_url"] is None
     assert elapsed < 1.0, f"canceled after {elapsed:.2f} s"
-    assert bucket_state.uploads() == [] and bucket_state.keys() == []
+    assert bucket_state.uploads() == [] and bucket_state.object_keys() == []
 
 
 async def test_cancel_racing_a_claim_ends_in_exactly_one_outcome(
@@ -71,7 +71,7 @@ async def test_cancel_racing_a_claim_ends_in_exactly_one_outcome(
     outcomes = {row["id"]: row["status"] for row in rows}
     assert set(outcomes.values()) <= {"canceled", "succeeded"}, outcomes
     assert {code for code, _ in answers.values()} <= {200, 202}
-    stored_ids = {int(key.split("/")[1]) for key in bucket_state.keys()}
+    stored_ids = {int(key.split("/")[1]) for key in bucket_state.object_keys()}
     succeeded = {row["id"] for row in rows if row["status"] == "succeeded"}
     assert stored_ids == succeeded, "a canceled result left an object, or a success none"
     assert bucket_state.uploads() == []

@@ -103,7 +103,7 @@ async def test_sigterm_hands_running_downloads_back_and_they_finish_after_a_rest
         assert await service.wait_exit() == 0
         rows = fetch_rows(database_url)
         assert [(r["status"], r["attempts"]) for r in rows] == [("queued", 0)] * 3
-        assert bucket_state.uploads() == [] and bucket_state.keys() == []
+        assert bucket_state.uploads() == [] and bucket_state.object_keys() == []
 
         restarted = spawn("worker")
         await restarted.wait_ready()

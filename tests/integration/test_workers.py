@@ -76,7 +76,7 @@ async def test_fails_on_invalid_head(
         (row,) = await wait_until_terminal(database_url, 1)
     assert (row["status"], row["error_code"], row["attempts"]) == ("failed", code, 1)
     assert origin.gets("bad.png") == 0  # refused on HEAD, before any GET
-    assert bucket_state.keys() == [] and bucket_state.uploads() == []
+    assert bucket_state.object_keys() == [] and bucket_state.uploads() == []
 
 
 async def test_exactly_the_limit_succeeds_and_one_byte_more_fails(
@@ -94,7 +94,7 @@ async def test_exactly_the_limit_succeeds_and_one_byte_more_fails(
     assert limit["status"] == "succeeded" and limit["storage_size"] == 20 * MIB
     assert limit["storage_sha256"] == body_sha256(20 * MIB)
     assert (over["status"], over["error_code"]) == ("failed", "too_large")
-    assert bucket_state.keys() == [limit["storage_key"]]
+    assert bucket_state.object_keys() == [limit["storage_key"]]
     assert bucket_state.uploads() == []
 
 
@@ -109,7 +109,7 @@ async def test_head_refused_is_validated_on_get(
         ("succeeded", None),
         ("failed", "not_an_image"),
     ]
-    assert len(bucket_state.keys()) == 1 and bucket_state.uploads() == []
+    assert len(bucket_state.object_keys()) == 1 and bucket_state.uploads() == []
 
 
 async def test_fails_twice_then_succeeds_after_the_configured_delays(

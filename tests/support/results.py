@@ -42,7 +42,7 @@ class Bucket:
         self.client = boto3.client("s3", endpoint_url=endpoint)
         self.name = name
 
-    def keys(self) -> list[str]:
+    def object_keys(self) -> list[str]:
         listing = self.client.list_objects_v2(Bucket=self.name)
         return [o["Key"] for o in listing.get("Contents", [])]
 
