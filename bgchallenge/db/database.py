@@ -8,6 +8,7 @@ server cannot be reached, and as psycopg's own errors otherwise.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -23,6 +24,9 @@ from bgchallenge.db.queries import load_queries
 T = TypeVar("T")
 Row = dict[str, Any]
 Connection = AsyncConnection[DictRow]
+
+
+POOL_CHECK_SECONDS = 2.0
 
 
 class DatabaseUnavailable(Exception):
@@ -43,6 +47,10 @@ class Database:
         try:
             result: T = await self._loop.run_aio_coroutine(coro)
         except (OperationalError, PoolTimeout) as exc:
+            # Connections idle in the pool may be just as dead (a restarted server): test them
+            # now, so that the next callers get live ones instead of failing one by one.
+            with trio.move_on_after(POOL_CHECK_SECONDS), contextlib.suppress(Exception):
+                await self._loop.run_aio_coroutine(self._pool.check())
             raise DatabaseUnavailable(str(exc).splitlines()[0] if str(exc) else repr(exc)) from exc
         return result
 

@@ -1,0 +1,71 @@
+"""GET /results/list over 10,000 results: requests/s for 200 pages and for 304s.
+
+python -m bench.listing
+"""
+
+from __future__ import annotations
+
+import httpx
+import psycopg
+import trio
+
+from bench.common import Servers, describe, servers, table
+from bench.load import run_load
+from tests.support.processes import ServiceProcess
+
+RESULTS = 10_000
+CONNECTIONS = 16
+SECONDS = 10.0
+
+
+def fill(database_url: str) -> None:
+    with psycopg.connect(database_url) as connection:
+        connection.execute(
+            "INSERT INTO results (job_id, host, object_path, url) "
+            "SELECT 'job-' || (n %% 100), 'cdn.example.com', '/' || n || '.png', "
+            "       'https://cdn.example.com/' || n || '.png' "
+            "  FROM generate_series(1, %s) AS n",
+            (RESULTS,),
+        )
+
+
+async def measure(env: Servers) -> None:
+    settings = env.fresh_settings()
+    assert settings.database_url
+    fill(settings.database_url)
+    service = ServiceProcess(settings, "web")
+    try:
+        base = (await service.wait_ready())["addresses"][0]
+        async with httpx.AsyncClient(base_url=base) as client:
+            etag = (await client.get("/results/list")).headers["ETag"]
+        pages = await run_load(
+            base,
+            lambda n: ("GET", "/results/list", {}, None),
+            connections=CONNECTIONS,
+            seconds=SECONDS,
+        )
+        not_modified = await run_load(
+            base,
+            lambda n: ("GET", "/results/list", {"If-None-Match": etag}, None),
+            connections=CONNECTIONS,
+            seconds=SECONDS,
+        )
+    finally:
+        service.close()
+    assert set(pages.statuses) == {200} and set(not_modified.statuses) == {304}
+    print(
+        table(
+            f"list over {RESULTS} results, {CONNECTIONS} connections",
+            [
+                ("200, 100 items a page", f"{pages.per_second:.0f} req/s"),
+                ("200 latency ms", describe(pages.latencies_ms)),
+                ("304", f"{not_modified.per_second:.0f} req/s"),
+                ("304 latency ms", describe(not_modified.latencies_ms)),
+            ],
+        )
+    )
+
+
+if __name__ == "__main__":
+    with servers() as env:
+        trio.run(measure, env)
