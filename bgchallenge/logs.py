@@ -1,4 +1,8 @@
-"""One line per event on stdout: JSON objects when stdout is not a terminal, text when it is."""
+"""One line per event on stdout: JSON objects when stdout is not a terminal, text when it is.
+
+Every line passes through `redact_queries`, so no presigned query string reaches the logs,
+whatever a library put in a message.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 from typing import Any
+
+from bgchallenge.domain.paths import redact_queries
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
@@ -22,7 +28,7 @@ class JsonFormatter(logging.Formatter):
         line.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        return redact_queries(json.dumps(line, default=str))
 
 
 class TextFormatter(logging.Formatter):
@@ -33,7 +39,7 @@ class TextFormatter(logging.Formatter):
         )
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
-        return text
+        return redact_queries(text)
 
 
 def configure_logging(level: int = logging.INFO) -> None:

@@ -18,6 +18,7 @@ from bgchallenge.db.database import Database, open_database
 from bgchallenge.db.migrate import migrate
 from bgchallenge.db.repository import Attempts, Results
 from bgchallenge.domain.network import AddressGuard
+from bgchallenge.metrics import Metrics
 from bgchallenge.settings import Settings
 from bgchallenge.storage.s3 import Storage
 from bgchallenge.web.app import WebDependencies, create_app
@@ -42,17 +43,24 @@ class Role(StrEnum):
         return self in (Role.ALL, Role.WORKER)
 
 
-def create_storage(settings: Settings) -> Storage:
+def create_storage(settings: Settings, metrics: Metrics | None = None) -> Storage:
+    def observe(operation: str, seconds: float) -> None:
+        if metrics is not None:
+            metrics.upload_seconds.labels(operation).observe(seconds)
+
     return Storage.create(
         bucket=settings.s3_bucket,
         endpoint_url=settings.s3_endpoint_url,
         threads=settings.s3_threads,
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
+        observe=observe,
     )
 
 
-def work_context(settings: Settings, database: Database, storage: Storage) -> WorkContext:
+def work_context(
+    settings: Settings, database: Database, storage: Storage, metrics: Metrics
+) -> WorkContext:
     return WorkContext(
         attempts=Attempts(database, worker_identity(), settings.lease_seconds),
         fetcher=Fetcher(
@@ -63,6 +71,7 @@ def work_context(settings: Settings, database: Database, storage: Storage) -> Wo
         ),
         storage=storage,
         settings=settings,
+        metrics=metrics,
     )
 
 
@@ -85,21 +94,26 @@ async def run_service(
         applied = await migrate(database)
         if applied:
             log.info("migrations applied", extra={"migrations": applied})
-        storage = create_storage(settings)
+        metrics = Metrics()
+        storage = create_storage(settings, metrics)
         results = Results(database)
         async with trio.open_nursery() as nursery:
             # Workers first: the HTTP port answers only once the listener is listening.
             if role.runs_workers:
-                await nursery.start(
-                    serve_workers, work_context(settings, database, storage), shutdown
-                )
-            binds: list[str] = []
-            if role.serves_http:
-                deps = WebDependencies(
-                    results, storage, settings.signing_secret, await results.cursor_key()
-                )
-                app = create_app(deps)
-                binds = await nursery.start(serve_http, app, settings.host, settings.port, shutdown)
+                context = work_context(settings, database, storage, metrics)
+                await nursery.start(serve_workers, context, shutdown)
+            # A worker process serves the operations routes (/health, /metrics) only.
+            deps = WebDependencies(
+                results,
+                storage,
+                settings.signing_secret,
+                await results.cursor_key(),
+                metrics,
+                serve_api=role.serves_http,
+            )
+            binds = await nursery.start(
+                serve_http, create_app(deps), settings.host, settings.port, shutdown
+            )
             log.info("ready", extra={"addresses": binds, "role": role.value})
             task_status.started(binds)
 

@@ -183,3 +183,11 @@ UPDATE results
  WHERE id = %(id)s AND status = 'running'
    AND lease_owner = %(owner)s AND attempts = %(attempts)s
 RETURNING id;
+
+-- name: queue_depth
+-- For /metrics: how many results wait, how many of them are due now, how many run.
+SELECT count(*) FILTER (WHERE status = 'queued') AS queued,
+       count(*) FILTER (WHERE status = 'queued' AND due_at <= clock_timestamp()) AS due,
+       count(*) FILTER (WHERE status = 'running') AS running
+  FROM results
+ WHERE status IN ('queued', 'running');

@@ -55,6 +55,11 @@ class Results:
                 return Enqueued(Result.from_row(row), created=row["inserted"])
         raise RuntimeError("enqueue saw neither a new nor an existing row; this is a bug")
 
+    async def queue_depth(self) -> dict[str, int]:
+        row = await self.database.fetch_one("queue_depth")
+        assert row is not None
+        return {name: int(row[name]) for name in ("queued", "due", "running")}
+
     async def cursor_key(self) -> bytes:
         row = await self.database.fetch_one("cursor_key")
         assert row is not None, "migration 0002 stores the cursor key"

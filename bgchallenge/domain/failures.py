@@ -9,6 +9,8 @@ exhausted: the last transient failure, after the final attempt
 
 from __future__ import annotations
 
+from bgchallenge.domain.paths import redact_queries
+
 PERMANENT_CODES = frozenset(
     {
         "not_found",
@@ -28,6 +30,8 @@ class Failure(Exception):
     """An attempt's failure: ``code`` from the API's list, and a message for people."""
 
     def __init__(self, code: str, message: str) -> None:
+        # Stored and shown to clients: a message quoting a presigned URL must not carry its query.
+        message = redact_queries(message)
         super().__init__(code, message)
         self.code = code
         self.message = message

@@ -19,6 +19,15 @@ _PERCENT_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 _FORBIDDEN_CHARS = re.compile(r"[\x00-\x20\x7f]")
 
 
+_URL_QUERY = re.compile(r"(?i)(\bhttps?://[^\s?#\"'<>]*)[?#][^\s\"'<>]*")
+
+
+def redact_queries(text: str) -> str:
+    """``text`` with the query string and fragment of every http(s) URL in it removed: a
+    presigned query is a credential, and error messages and logs may quote URLs."""
+    return _URL_QUERY.sub(r"\1", text)
+
+
 class InvalidUrl(ValueError):
     """The text is not an absolute http(s) URL this service can fetch."""
 

@@ -47,10 +47,17 @@ def _map_error(exc: Exception) -> Exception:
 class Storage:
     """The bucket the service writes into."""
 
-    def __init__(self, client: S3Client, bucket: str, threads: int) -> None:
+    def __init__(
+        self,
+        client: S3Client,
+        bucket: str,
+        threads: int,
+        observe: Callable[[str, float], None] | None = None,
+    ) -> None:
         self.client = client
         self.bucket = bucket
         self.limiter = trio.CapacityLimiter(threads)
+        self.observe = observe  # (operation, seconds) of every call that returned
 
     @classmethod
     def create(
@@ -61,6 +68,7 @@ class Storage:
         threads: int,
         connect_timeout: float,
         read_timeout: float,
+        observe: Callable[[str, float], None] | None = None,
     ) -> Storage:
         """Build the client here, in the Trio thread: client creation is not thread-safe."""
         config = Config(
@@ -71,12 +79,15 @@ class Storage:
             s3={"addressing_style": "path"} if endpoint_url else None,
         )
         client = boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=config)
-        return cls(client, bucket, threads)
+        return cls(client, bucket, threads, observe)
 
     async def call(
         self, function: Callable[..., T], /, *, abandon_on_cancel: bool = False, **kwargs: Any
     ) -> T:
-        """Run ``function(**kwargs)`` in a thread; map botocore's errors to ours."""
+        """Run ``function(**kwargs)`` in a thread; map botocore's errors to ours.
+
+        The function's name names the operation in the timings (``observe``).
+        """
         context = contextvars.copy_context()
 
         def run() -> T:
@@ -85,9 +96,13 @@ class Storage:
             except (ClientError, BotoCoreError) as exc:
                 raise _map_error(exc) from exc
 
-        return await trio.to_thread.run_sync(
+        started = trio.current_time()
+        result = await trio.to_thread.run_sync(
             run, limiter=self.limiter, abandon_on_cancel=abandon_on_cancel
         )
+        if self.observe is not None:
+            self.observe(function.__name__, trio.current_time() - started)
+        return result
 
     async def check_bucket(self) -> None:
         """Raise unless the bucket answers; the thread is abandoned if the caller gives up."""

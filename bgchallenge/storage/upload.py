@@ -14,12 +14,15 @@ import io
 import logging
 import tempfile
 from collections.abc import AsyncIterator
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import trio
 
 from bgchallenge.domain.results import StoredObject
 from bgchallenge.storage.s3 import Storage
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import UploadPartOutputTypeDef
 
 log = logging.getLogger(__name__)
 
@@ -85,15 +88,17 @@ class _MultipartUpload:
             self.upload_id = created["UploadId"]
         number = len(self.parts) + 1
         upload_id = self.upload_id
-        answer = await self.storage.call(
-            lambda: client.upload_part(
+
+        def upload_part() -> UploadPartOutputTypeDef:
+            return client.upload_part(
                 Bucket=self.storage.bucket,
                 Key=self.key,
                 UploadId=upload_id,
                 PartNumber=number,
                 Body=part.rewound(),
             )
-        )
+
+        answer = await self.storage.call(upload_part)
         self.parts.append({"PartNumber": number, "ETag": answer["ETag"]})
 
     async def complete(self) -> None:
@@ -142,11 +147,13 @@ async def upload_stream(
                 await part.aclose()
                 part = PartBuffer()
         if multipart.upload_id is None:
-            await storage.call(
-                lambda: storage.client.put_object(
+
+            def put_object() -> object:
+                return storage.client.put_object(
                     Bucket=storage.bucket, Key=key, Body=part.rewound(), ContentType=content_type
                 )
-            )
+
+            await storage.call(put_object)
         else:
             if part.size:
                 await multipart.add_part(part)

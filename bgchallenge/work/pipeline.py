@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+
+import trio
+
 from bgchallenge.domain.failures import Failure
 from bgchallenge.domain.keys import object_key
 from bgchallenge.domain.results import Claim, StoredObject
@@ -11,7 +15,12 @@ from bgchallenge.work.fetch import Fetcher
 
 
 async def copy_to_bucket(
-    claim: Claim, fetcher: Fetcher, storage: Storage, *, part_size: int
+    claim: Claim,
+    fetcher: Fetcher,
+    storage: Storage,
+    *,
+    part_size: int,
+    observe_download: Callable[[float], None] = lambda seconds: None,
 ) -> StoredObject:
     """Copy the claimed URL into the bucket; raise `Failure` saying what went wrong.
 
@@ -19,6 +28,13 @@ async def copy_to_bucket(
     propagates.
     """
     key = object_key(claim.id, claim.object_path)
+    started = trio.current_time()
+
+    async def timed(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for chunk in chunks:
+            yield chunk
+        observe_download(trio.current_time() - started)
+
     async with fetcher.open(claim.source_url) as download:
         try:
             if claim.attempts > 1:  # an earlier attempt's process may have died mid-upload
@@ -27,7 +43,7 @@ async def copy_to_bucket(
                 storage,
                 key,
                 download.content_type,
-                download.chunks,
+                timed(download.chunks),
                 part_size=part_size,
             )
         except (StorageUnavailable, StorageRejected) as exc:

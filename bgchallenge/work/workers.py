@@ -27,6 +27,7 @@ from bgchallenge.domain.failures import Failure
 from bgchallenge.domain.keys import object_key
 from bgchallenge.domain.results import Claim, StoredObject
 from bgchallenge.domain.retry import GiveUp, RetryLater, decide, max_attempts
+from bgchallenge.metrics import Metrics
 from bgchallenge.settings import Settings
 from bgchallenge.storage.s3 import Storage, StorageRejected, StorageUnavailable
 from bgchallenge.work.dispatcher import Dispatcher
@@ -62,6 +63,7 @@ class WorkContext:
     fetcher: Fetcher
     storage: Storage
     settings: Settings
+    metrics: Metrics
     active: dict[int, ActiveAttempt] = field(default_factory=dict)
     # Cancels heard for results this process was not (yet) running, by when they were heard:
     # a cancel can arrive between the claim's commit and the attempt's start.
@@ -129,6 +131,7 @@ async def run_attempt(ctx: WorkContext, claim: Claim) -> None:
     recorded = False
     fields = {"id": claim.id, "jobId": claim.job_id, "attempt": claim.attempts}
     log.info("attempt started", extra={**fields, "url": claim.url})
+    ctx.metrics.attempts.inc()
     started = trio.current_time()
     try:
         outcome: StoredObject | Failure | None = None
@@ -137,7 +140,11 @@ async def run_attempt(ctx: WorkContext, claim: Claim) -> None:
             with attempt.scope:
                 try:
                     outcome = await copy_to_bucket(
-                        claim, ctx.fetcher, ctx.storage, part_size=ctx.settings.part_size
+                        claim,
+                        ctx.fetcher,
+                        ctx.storage,
+                        part_size=ctx.settings.part_size,
+                        observe_download=ctx.metrics.download_seconds.observe,
                     )
                 except Failure as failure:
                     outcome = failure
@@ -153,6 +160,7 @@ async def run_attempt(ctx: WorkContext, claim: Claim) -> None:
         if not recorded:
             with trio.CancelScope(shield=True):
                 await _persistently(lambda: ctx.attempts.hand_back(claim), 5.0)
+                ctx.metrics.handed_back.inc()
                 log.info("attempt handed back", extra=fields)
 
 
@@ -169,12 +177,15 @@ async def _record(
             # The cancel may have landed after the object was stored, on the way out.
             await _quietly(ctx.storage.delete(object_key(claim.id, claim.object_path)))
             await _persistently(lambda: ctx.attempts.record_canceled(claim), lease)
+            ctx.metrics.canceled.inc()
             log.info("canceled", extra=fields)
         else:
             log.info("attempt stopped", extra={**fields, "reason": attempt.reason})
         return
     if isinstance(outcome, StoredObject):
         await _persistently(lambda: ctx.attempts.record_success(claim, outcome), lease)
+        ctx.metrics.succeeded.inc()
+        ctx.metrics.bytes_stored.inc(outcome.size)
         log.info("succeeded", extra={**fields, "size": outcome.size, "key": outcome.key})
         return
     decision = decide(outcome, claim.attempts, ctx.settings.retry_delays)
@@ -185,6 +196,7 @@ async def _record(
             ),
             lease,
         )
+        ctx.metrics.retries.labels(outcome.code).inc()
         log.info(
             "retry scheduled",
             extra={**fields, "error": outcome.code, "delay": decision.delay_seconds},
@@ -194,7 +206,8 @@ async def _record(
         await _persistently(
             lambda: ctx.attempts.record_failure(claim, decision.code, decision.message), lease
         )
-        log.info("failed", extra={**fields, "error": decision.code, "message": decision.message})
+        ctx.metrics.failed.labels(decision.code).inc()
+        log.info("failed", extra={**fields, "error": decision.code, "detail": decision.message})
 
 
 async def _work(
@@ -214,6 +227,7 @@ async def _reap(ctx: WorkContext) -> None:
     while True:
         try:
             for row in await ctx.attempts.reap_expired_leases(limit):
+                ctx.metrics.leases_expired.inc()
                 log.warning(
                     "lease expired",
                     extra={"id": row["id"], "jobId": row["job_id"], "status": row["status"]},
@@ -252,8 +266,20 @@ async def serve_workers(
         elif channel == CANCELS_CHANNEL and payload.isdigit():
             ctx.cancel_requested(int(payload))
 
+    connections = 0
+
+    def on_connect() -> None:
+        """After every (re)connect: look for what a missed NOTIFY would have announced."""
+        nonlocal connections
+        connections += 1
+        if connections > 1:
+            ctx.metrics.listener_reconnects.inc()
+        dispatcher.wake()
+
+    ctx.metrics.workers.set(settings.workers)
+    ctx.metrics.workers_busy.set_function(lambda: len(ctx.active))
     try:
-        await _supervise(ctx, shutdown, dispatcher, on_notify, receive, task_status)
+        await _supervise(ctx, shutdown, dispatcher, on_connect, on_notify, receive, task_status)
     finally:
         with trio.CancelScope(shield=True):
             await ctx.fetcher.aclose()
@@ -263,6 +289,7 @@ async def _supervise(
     ctx: WorkContext,
     shutdown: trio.Event,
     dispatcher: Dispatcher,
+    on_connect: Callable[[], None],
     on_notify: Callable[[str, str], None],
     receive: trio.MemoryReceiveChannel[Claim],
     task_status: trio.TaskStatus[None],
@@ -277,7 +304,7 @@ async def _supervise(
                 serve_listener,
                 ctx.attempts.database,
                 (RESULTS_CHANNEL, CANCELS_CHANNEL),
-                dispatcher.wake,
+                on_connect,
                 on_notify,
             )
             await control.start(dispatcher.run)

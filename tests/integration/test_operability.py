@@ -1,0 +1,227 @@
+"""What operators rely on: metrics that move, logs that parse and keep secrets, the Procfile
+and compose.yaml."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import trio
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from bgchallenge.embedded import free_port
+from bgchallenge.settings import Settings
+from tests.conftest import IO_GUARD_SECONDS, RunningService
+from tests.support.origin import Origin
+from tests.support.processes import ServiceProcess, service_environment
+from tests.support.results import wait_until_terminal
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET_QUERY = "X-Amz-Signature=SECRET0123456789"
+
+
+def presigned(url: str) -> str:
+    return url + ("&" if "?" in url else "?") + SECRET_QUERY
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+async def test_metrics_change_as_results_move(
+    service: RunningService, origin: Origin, database_url: str
+) -> None:
+    with trio.fail_after(IO_GUARD_SECONDS):
+        before = samples((await service.client.get("/metrics")).text)
+        for name, knobs in [("ok.png", {"size": 3000}), ("gone.png", {"status": 404, "head": 404})]:
+            await service.client.post(
+                "/results/enqueue", json={"jobId": "m", "url": origin.url(name, **knobs)}
+            )
+        await service.client.post(
+            "/results/enqueue", json={"jobId": "m", "url": origin.url("ok.png", size=3000)}
+        )
+        await wait_until_terminal(database_url, 2)
+        response = await service.client.get("/metrics")
+    assert response.headers["Content-Type"].startswith("text/plain")
+    after = samples(response.text)
+    assert before[("bgc_results_enqueued_total", ())] == 0
+    assert after[("bgc_results_enqueued_total", ())] == 2
+    assert after[("bgc_results_duplicate_total", ())] == 1
+    assert after[("bgc_results_succeeded_total", ())] == 1
+    assert after[("bgc_results_failed_total", (("code", "not_found"),))] == 1
+    assert after[("bgc_attempts_total", ())] == 2
+    assert after[("bgc_stored_bytes_total", ())] == 3000
+    assert after[("bgc_download_seconds_count", ())] == 1
+    assert after[("bgc_upload_seconds_count", (("operation", "put_object"),))] == 1
+    assert after[("bgc_queue", (("state", "queued"),))] == 0
+    assert after[("bgc_queue", (("state", "running"),))] == 0
+    assert after[("bgc_workers", ())] == 8 and after[("bgc_workers_busy", ())] == 0
+
+
+async def test_queue_depth_counts_queued_and_due(
+    service: RunningService, database_url: str
+) -> None:
+    import psycopg
+
+    with psycopg.connect(database_url) as connection:
+        connection.execute(
+            "INSERT INTO results (job_id, host, object_path, url, status, due_at) "
+            "SELECT 'q', 'e.com', '/' || n, 'https://e.com/' || n, 'queued', "
+            "       now() + interval '1 hour' FROM generate_series(1, 3) AS n"
+        )
+    with trio.fail_after(IO_GUARD_SECONDS):
+        after = samples((await service.client.get("/metrics")).text)
+    assert after[("bgc_queue", (("state", "queued"),))] == 3
+    assert after[("bgc_queue", (("state", "due"),))] == 0
+
+
+async def test_log_lines_are_json_and_never_contain_a_query_string(
+    nursery: trio.Nursery, settings: Settings, origin: Origin, database_url: str
+) -> None:
+    process = ServiceProcess(settings, "all")
+    try:
+        with trio.fail_after(IO_GUARD_SECONDS):
+            base = (await process.wait_ready())["addresses"][0]
+            async with httpx.AsyncClient(base_url=base) as client:
+                urls = [
+                    presigned(origin.url("fine.png")),
+                    presigned(origin.url("missing.png", status=404, head=404)),
+                    presigned(origin.url("flaky.png", fail=1)),
+                    presigned(origin.url("hop", redirect="ftp://127.0.0.1/x.png")),
+                ]
+                for url in urls:
+                    answer = await client.post("/results/enqueue", json={"jobId": "l", "url": url})
+                    assert answer.status_code == 202 and SECRET_QUERY not in answer.text
+                await wait_until_terminal(database_url, 4)
+                listed = await client.get("/results/list")
+            assert SECRET_QUERY not in listed.text
+            process.send(signal.SIGTERM)
+            assert await process.wait_exit() == 0
+    finally:
+        process.close()
+    lines = process.log_path.read_text().splitlines()
+    events = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert all(SECRET_QUERY not in line for line in lines)
+    about_results = [e for e in events if "id" in e]
+    assert {e["event"] for e in about_results} >= {
+        "enqueued",
+        "attempt started",
+        "succeeded",
+        "failed",
+        "retry scheduled",
+    }
+    assert all("jobId" in e for e in about_results)
+    assert all({"time", "level", "event"} <= set(e) for e in events)
+
+
+async def test_a_worker_process_serves_health_and_metrics_only(settings: Settings) -> None:
+    process = ServiceProcess(settings, "worker")
+    try:
+        with trio.fail_after(IO_GUARD_SECONDS):
+            base = (await process.wait_ready())["addresses"][0]
+            async with httpx.AsyncClient(base_url=base) as client:
+                health = await client.get("/health")
+                metrics = await client.get("/metrics")
+                enqueue = await client.post("/results/enqueue", json={})
+    finally:
+        process.close()
+    assert health.status_code == 200 and metrics.status_code == 200
+    assert "bgc_workers 8.0" in metrics.text
+    assert enqueue.status_code == 404
+
+
+async def test_procfile_runs_under_honcho_and_stops_cleanly(
+    settings: Settings, origin: Origin, database_url: str
+) -> None:
+    base_port = free_port()
+    env = service_environment(settings)
+    env.pop("PORT")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    honcho = subprocess.Popen(  # noqa: ASYNC220 (returns at once; waited for in a thread)
+        [
+            str(Path(sys.executable).parent / "honcho"),
+            "start",
+            "-p",
+            str(base_port),
+            "web",
+            "worker",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        with trio.fail_after(IO_GUARD_SECONDS * 2):
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{base_port}") as client:
+
+                async def healthy() -> bool:
+                    try:
+                        return (await client.get("/health")).status_code == 200
+                    except httpx.TransportError:
+                        return False
+
+                while True:
+                    if await healthy():
+                        break
+                    await trio.sleep(0.1)
+                answer = await client.post(
+                    "/results/enqueue", json={"jobId": "p", "url": origin.url("procfile.png")}
+                )
+                assert answer.status_code == 202
+                (row,) = await wait_until_terminal(database_url, 1)
+                assert row["status"] == "succeeded"
+            honcho.send_signal(signal.SIGTERM)
+            status = await trio.to_thread.run_sync(honcho.wait)
+    finally:
+        if honcho.poll() is None:
+            honcho.kill()
+        output = honcho.communicate()[0]
+    print(output)
+    # honcho answers a SIGTERM with 143 itself; what counts is how each process ended
+    assert status in (0, 143), output
+    assert "web.1 stopped (rc=0)" in output and "worker.1 stopped (rc=0)" in output
+    assert "Traceback" not in output
+
+
+def test_compose_file_describes_a_working_stack() -> None:
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    services = compose["services"]
+    assert services["postgres"]["image"].startswith("postgres:16")
+    assert "healthcheck" in services["postgres"]
+    assert services["localstack"]["image"].startswith("localstack/localstack")
+    assert services["localstack"]["environment"]["SERVICES"] == "s3"
+    assert "healthcheck" in services["localstack"]
+    app = services["app"]
+    assert app["build"] == "." and (ROOT / "Dockerfile").exists()
+    assert app["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "healthcheck" in app and any(p.endswith(":8000") for p in app["ports"])
+    # the app's environment is one the service accepts, pointing at the compose services
+    settings = Settings.from_env({k: str(v) for k, v in app["environment"].items()})
+    assert settings.database_url and "@postgres:5432/" in settings.database_url
+    assert settings.s3_endpoint_url == "http://localstack:4566"
+    assert settings.s3_bucket in " ".join(services["create-bucket"]["command"])
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "bgchallenge" in dockerfile and "serve" in dockerfile
+    if (
+        shutil.which("docker")
+        and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
+    ):
+        checked = subprocess.run(
+            ["docker", "compose", "-f", str(ROOT / "compose.yaml"), "config", "-q"],
+            capture_output=True,
+            text=True,
+        )
+        assert checked.returncode == 0, checked.stderr
