@@ -87,3 +87,19 @@ def test_host_keeps_a_non_default_port_and_ipv6_brackets() -> None:
 def test_rejects_what_it_cannot_fetch(url: str, reason: str) -> None:
     with pytest.raises(InvalidUrl, match=reason):
         parse_source_url(url)
+
+
+def test_redact_queries_removes_every_query_and_fragment() -> None:
+    from bgchallenge.domain.failures import Failure
+    from bgchallenge.domain.paths import redact_queries
+
+    text = (
+        "GET https://b.s3.example.com/a.png?X-Amz-Signature=abc&d=1 failed; "
+        'see "http://h:8080/p#frag" and HTTPS://x/y?z=1, not https://ok/plain.'
+    )
+    assert redact_queries(text) == (
+        'GET https://b.s3.example.com/a.png failed; see "http://h:8080/p" and HTTPS://x/y, '
+        "not https://ok/plain."
+    )
+    failure = Failure("origin_unavailable", "ReadError for https://e.com/a?sig=secret")
+    assert failure.message == "ReadError for https://e.com/a" and "secret" not in str(failure)
