@@ -98,7 +98,7 @@ def test_redact_queries_removes_every_query_and_fragment() -> None:
         'see "http://h:8080/p#frag" and HTTPS://x/y?z=1, not https://ok/plain.'
     )
     assert redact_queries(text) == (
-        'GET https://b.s3.example.com/a.png failed; see "http://h:8080/p" and HTTPS://x/y, '
+        'GET https://b.s3.example.com/a.png failed; see "http://h:8080/p" and HTTPS://x/y '
         "not https://ok/plain."
     )
     failure = Failure("origin_unavailable", "ReadError for https://e.com/a?sig=secret")
