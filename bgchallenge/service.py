@@ -17,6 +17,7 @@ import trio
 from bgchallenge.db.database import Database, open_database
 from bgchallenge.db.migrate import migrate
 from bgchallenge.db.repository import Attempts, Results
+from bgchallenge.db.writer import EnqueueWriter
 from bgchallenge.domain.network import AddressGuard
 from bgchallenge.metrics import Metrics
 from bgchallenge.settings import Settings
@@ -109,13 +110,33 @@ async def run_service(
                 settings.signing_secret,
                 await results.cursor_key(),
                 metrics,
+                EnqueueWriter(results),
                 serve_api=role.serves_http,
             )
-            binds = await nursery.start(
-                serve_http, create_app(deps), settings.host, settings.port, shutdown
-            )
+            binds = await nursery.start(serve_web, deps, settings, shutdown)
             log.info("ready", extra={"addresses": binds, "role": role.value})
             task_status.started(binds)
+
+
+async def serve_web(
+    deps: WebDependencies,
+    settings: Settings,
+    shutdown: trio.Event,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """The HTTP server and the enqueue writer behind it; the writer stops after the server,
+    so that every request in flight at shutdown still gets its answer."""
+    async with trio.open_nursery() as nursery:
+        await nursery.start(deps.writer.serve)
+
+        async def http(*, task_status: trio.TaskStatus[list[str]]) -> None:
+            await serve_http(
+                create_app(deps), settings.host, settings.port, shutdown, task_status=task_status
+            )
+            nursery.cancel_scope.cancel()
+
+        task_status.started(await nursery.start(http))
 
 
 async def run_until_signalled(settings: Settings, role: Role) -> None:

@@ -191,3 +191,27 @@ SELECT count(*) FILTER (WHERE status = 'queued') AS queued,
        count(*) FILTER (WHERE status = 'running') AS running
   FROM results
  WHERE status IN ('queued', 'running');
+
+-- name: enqueue_results
+-- Group commit: many enqueue requests in one statement and one transaction. Inserts each
+-- identity not yet stored (the first of repeats within the batch wins) and answers the new rows
+-- (inserted = true) and the existing ones (inserted = false). An identity committed by another
+-- transaction after this statement's snapshot is in neither set: the caller asks again.
+-- The notifies come from the results_inserted_queued trigger.
+WITH input AS (
+    SELECT *
+      FROM unnest(%(job_ids)s::text[], %(hosts)s::text[], %(object_paths)s::text[],
+                  %(urls)s::text[], %(source_urls)s::text[])
+           WITH ORDINALITY AS i(job_id, host, object_path, url, source_url, position)
+), inserted AS (
+    INSERT INTO results (job_id, host, object_path, url, source_url)
+    SELECT job_id, host, object_path, url, source_url FROM input ORDER BY position
+    ON CONFLICT ON CONSTRAINT results_identity DO NOTHING
+    RETURNING *
+)
+SELECT true AS inserted, * FROM inserted
+UNION ALL
+SELECT false AS inserted, r.*
+  FROM results AS r
+  JOIN (SELECT DISTINCT job_id, host, object_path FROM input) AS i
+    ON (r.job_id, r.host, r.object_path) = (i.job_id, i.host, i.object_path);

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,28 @@ _ENQUEUE_ATTEMPTS = 5
 class Enqueued:
     result: Result
     created: bool  # False: the identity existed already, ``result`` is the existing row
+
+
+Identity = tuple[str, str, str]
+
+
+def _identity(request: EnqueueRequest) -> Identity:
+    return (request.job_id, request.source.host, request.source.object_path)
+
+
+def _identity_of_row(row: Row) -> Identity:
+    return (row["job_id"], row["host"], row["object_path"])
+
+
+def _batch_params(pending: Sequence[tuple[int, EnqueueRequest]]) -> dict[str, Any]:
+    requests = [request for _, request in pending]
+    return {
+        "job_ids": [r.job_id for r in requests],
+        "hosts": [r.source.host for r in requests],
+        "object_paths": [r.source.object_path for r in requests],
+        "urls": [r.source.public for r in requests],
+        "source_urls": [r.source.full for r in requests],
+    }
 
 
 @dataclass(frozen=True)
@@ -41,18 +64,30 @@ class Results:
     async def ping(self) -> None:
         await self.database.fetch_one("ping")
 
-    async def enqueue(self, request: EnqueueRequest) -> Enqueued:
-        params = {
-            "job_id": request.job_id,
-            "host": request.source.host,
-            "object_path": request.source.object_path,
-            "url": request.source.public,
-            "source_url": request.source.full,
-        }
+    async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Enqueued]:
+        """Store many requests in one statement; answer each in order (created, or the existing
+        result of the same identity — including an earlier request of the same batch)."""
+        answers: dict[int, Enqueued] = {}
+        pending = list(enumerate(requests))
         for _ in range(_ENQUEUE_ATTEMPTS):
-            row = await self.database.fetch_one("enqueue_result", params)
-            if row is not None:
-                return Enqueued(Result.from_row(row), created=row["inserted"])
+            rows = await self.database.fetch_all("enqueue_results", _batch_params(pending))
+            created = {_identity_of_row(r): r for r in rows if r["inserted"]}
+            existing = {_identity_of_row(r): r for r in rows if not r["inserted"]}
+            retry = []
+            for position, request in pending:
+                identity = _identity(request)
+                if identity in created:
+                    # the first request of an identity gets the new row, repeats a 409
+                    row = created.pop(identity)
+                    answers[position] = Enqueued(Result.from_row(row), True)
+                    existing[identity] = row
+                elif identity in existing:
+                    answers[position] = Enqueued(Result.from_row(existing[identity]), False)
+                else:
+                    retry.append((position, request))
+            if not retry:
+                return [answers[position] for position in range(len(requests))]
+            pending = retry
         raise RuntimeError("enqueue saw neither a new nor an existing row; this is a bug")
 
     async def queue_depth(self) -> dict[str, int]:

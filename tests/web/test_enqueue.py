@@ -8,7 +8,9 @@ import psycopg
 import pytest
 import trio
 
-from tests.conftest import IO_GUARD_SECONDS, RunningService
+from bgchallenge.service import Role
+from bgchallenge.settings import Settings
+from tests.conftest import IO_GUARD_SECONDS, RunningService, start_service
 
 JSON = {"Content-Type": "application/json"}
 
@@ -181,3 +183,26 @@ async def test_unknown_result_and_route_are_problems(service: RunningService) ->
     for response in (unknown, route, method):
         assert response.headers["Content-Type"] == "application/problem+json"
         assert {"type", "title", "status", "detail"} <= set(response.json())
+
+
+async def test_two_web_processes_racing_on_one_identity_make_one_row(
+    nursery: trio.Nursery, settings: Settings, database_url: str
+) -> None:
+    """Two writers, two transactions: the loser of the race sees the winner's row only after
+    the winner commits, past its own snapshot, and must ask again rather than answer wrongly."""
+    with trio.fail_after(IO_GUARD_SECONDS):
+        services = [await start_service(nursery, settings, Role.WEB) for _ in range(2)]
+        statuses: list[tuple[int, int | None]] = []
+
+        async def one(service: RunningService, n: int) -> None:
+            status, body = await post(service, {"jobId": "race", "url": f"https://e.com/{n % 10}"})
+            statuses.append((status, body.get("existingId") or body.get("id")))
+
+        async with trio.open_nursery() as clients:
+            for n in range(200):
+                clients.start_soon(one, services[n % 2], n)
+        for service in services:
+            service.shutdown.set()
+    assert sorted(s for s, _ in statuses) == [202] * 10 + [409] * 190
+    assert row_count(database_url) == 10
+    assert len({result_id for _, result_id in statuses}) == 10

@@ -1,0 +1,71 @@
+"""Enqueue throughput and latency at 32 and 64 connections, beside the framework's own ceiling
+measured in the same run (a no-database route on the same server stack).
+
+    python -m bench.enqueue [SECONDS]        (needs wrk: apt-get install wrk)
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import trio
+
+from bench.common import Servers, servers, table
+from bench.wrk import ENQUEUE_SCRIPT, available, run_wrk
+from bgchallenge.embedded import free_port
+from tests.support.processes import ServiceProcess
+from tests.support.results import fetch_rows
+
+
+@contextmanager
+def ceiling_server() -> Iterator[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.ceiling", str(free_port())], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        yield process.stdout.readline().strip()
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def measure(env: Servers, seconds: int) -> None:
+    rows = []
+    with ceiling_server() as ceiling_url:
+        ceiling = {c: run_wrk(ceiling_url, connections=c, seconds=seconds,
+                              script=ENQUEUE_SCRIPT.replace("JOB", f'"c{c}"'))
+                   for c in (32, 64)}
+    settings = env.fresh_settings()
+    assert settings.database_url
+    service = ServiceProcess(settings, "web")
+    try:
+        base = trio.run(service.wait_ready)["addresses"][0]
+        ours = {c: run_wrk(base, connections=c, seconds=seconds,
+                           script=ENQUEUE_SCRIPT.replace("JOB", f'"s{c}"'))
+                for c in (32, 64)}
+    finally:
+        service.close()
+    stored = len(fetch_rows(settings.database_url, "true"))
+    for c in (32, 64):
+        rows += [
+            (f"ceiling, {c} connections", f"{ceiling[c].per_second:.0f} req/s, "
+             f"p50 {ceiling[c].p50_ms:.1f} ms, p99 {ceiling[c].p99_ms:.1f} ms"),
+            (f"enqueue, {c} connections", f"{ours[c].per_second:.0f} req/s, "
+             f"p50 {ours[c].p50_ms:.1f} ms, p99 {ours[c].p99_ms:.1f} ms, "
+             f"non-2xx {ours[c].non_2xx}"),
+            (f"ratio, {c} connections", f"{ours[c].per_second / ceiling[c].per_second:.0%}"),
+        ]
+    accepted = sum(r.requests - r.non_2xx for r in ours.values())
+    rows.append(("rows stored / 202s answered", f"{stored} / {accepted}"))
+    print(table(f"enqueue, wrk -t1, {seconds} s per run", rows))
+
+
+if __name__ == "__main__":
+    if not available():
+        sys.exit("bench.enqueue needs wrk: apt-get install wrk")
+    with servers() as env:
+        measure(env, int(sys.argv[1]) if len(sys.argv) > 1 else 10)
