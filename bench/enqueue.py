@@ -36,27 +36,45 @@ def ceiling_server() -> Iterator[str]:
 def measure(env: Servers, seconds: int) -> None:
     rows = []
     with ceiling_server() as ceiling_url:
-        ceiling = {c: run_wrk(ceiling_url, connections=c, seconds=seconds,
-                              script=ENQUEUE_SCRIPT.replace("JOB", f'"c{c}"'))
-                   for c in (32, 64)}
+        ceiling = {
+            c: run_wrk(
+                ceiling_url,
+                connections=c,
+                seconds=seconds,
+                script=ENQUEUE_SCRIPT.replace("JOB", f'"c{c}"'),
+            )
+            for c in (32, 64)
+        }
     settings = env.fresh_settings()
     assert settings.database_url
     service = ServiceProcess(settings, "web")
     try:
         base = trio.run(service.wait_ready)["addresses"][0]
-        ours = {c: run_wrk(base, connections=c, seconds=seconds,
-                           script=ENQUEUE_SCRIPT.replace("JOB", f'"s{c}"'))
-                for c in (32, 64)}
+        ours = {
+            c: run_wrk(
+                base,
+                connections=c,
+                seconds=seconds,
+                script=ENQUEUE_SCRIPT.replace("JOB", f'"s{c}"'),
+            )
+            for c in (32, 64)
+        }
     finally:
         service.close()
     stored = len(fetch_rows(settings.database_url, "true"))
     for c in (32, 64):
         rows += [
-            (f"ceiling, {c} connections", f"{ceiling[c].per_second:.0f} req/s, "
-             f"p50 {ceiling[c].p50_ms:.1f} ms, p99 {ceiling[c].p99_ms:.1f} ms"),
-            (f"enqueue, {c} connections", f"{ours[c].per_second:.0f} req/s, "
-             f"p50 {ours[c].p50_ms:.1f} ms, p99 {ours[c].p99_ms:.1f} ms, "
-             f"non-2xx {ours[c].non_2xx}"),
+            (
+                f"ceiling, {c} connections",
+                f"{ceiling[c].per_second:.0f} req/s, "
+                f"p50 {ceiling[c].p50_ms:.1f} ms, p99 {ceiling[c].p99_ms:.1f} ms",
+            ),
+            (
+                f"enqueue, {c} connections",
+                f"{ours[c].per_second:.0f} req/s, "
+                f"p50 {ours[c].p50_ms:.1f} ms, p99 {ours[c].p99_ms:.1f} ms, "
+                f"non-2xx {ours[c].non_2xx}",
+            ),
             (f"ratio, {c} connections", f"{ours[c].per_second / ceiling[c].per_second:.0%}"),
         ]
     accepted = sum(r.requests - r.non_2xx for r in ours.values())

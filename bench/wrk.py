@@ -43,7 +43,11 @@ def available() -> bool:
 
 
 def run_wrk(
-    url: str, *, connections: int, seconds: int, script: str | None = None,
+    url: str,
+    *,
+    connections: int,
+    seconds: int,
+    script: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> WrkResult:
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]

@@ -58,6 +58,22 @@ def _parser() -> argparse.ArgumentParser:
         default=Path(".bgchallenge"),
         help="where the embedded PostgreSQL keeps its data (default: ./.bgchallenge)",
     )
+
+    submit = commands.add_parser(
+        "submit", help="enqueue URLs (one per line) for a job; --wait follows them to the end"
+    )
+    submit.add_argument("--job-id", required=True, help="the job the URLs belong to")
+    submit.add_argument(
+        "--server", help="the service's base URL (default: $BGC_SERVER or http://127.0.0.1:$PORT)"
+    )
+    submit.add_argument(
+        "--wait",
+        action="store_true",
+        help="show progress until every result of the job is terminal, then the failures",
+    )
+    submit.add_argument(
+        "file", nargs="?", metavar="FILE", help="URLs one per line; '-' or none: stdin"
+    )
     return parser
 
 
@@ -88,6 +104,8 @@ def _with_port(settings: Settings, port: int | None) -> Settings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "submit":
+        return _submit(args)
     try:
         settings = _with_port(Settings.from_env(os.environ), getattr(args, "port", None))
         if getattr(args, "host", None):
@@ -164,3 +182,35 @@ def _dev(settings: Settings, data_dir: Path) -> int:
     except EmbeddedError as exc:
         return _fail(str(exc), EXIT_FAILURE)
     return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    """A client of the API: only the settings it uses are read (a server's own, like
+    DATABASE_URL, may be absent or meant for another machine)."""
+    from bgchallenge.client import SubmitError, UsageError, prepare, submit
+
+    try:
+        used = {k: v for k, v in os.environ.items() if k in ("PORT", "BGC_SIGNING_SECRET")}
+        settings = Settings.from_env(used)
+    except SettingsError as exc:
+        return _fail(exc.problems[0], EXIT_USAGE)
+    try:
+        options = prepare(
+            job_id=args.job_id,
+            server=args.server,
+            source=args.file,
+            wait=args.wait,
+            env=os.environ,
+            port=settings.port,
+            secret=settings.signing_secret,
+            stdin=sys.stdin,
+        )
+        return submit(options, out=sys.stdout, err=sys.stderr)
+    except UsageError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except SubmitError as exc:
+        return _fail(str(exc), EXIT_FAILURE)
+    except KeyboardInterrupt:
+        # end a half-drawn progress line; what was enqueued carries on in the service
+        print(file=sys.stderr)
+        return _fail("interrupted; enqueued results carry on in the service", 130)

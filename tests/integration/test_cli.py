@@ -78,6 +78,7 @@ def test_unreachable_database_is_one_clear_line_not_a_traceback() -> None:
 
 
 def test_help_everywhere() -> None:
-    for args in (("--help",), ("serve", "--help"), ("migrate", "--help"), ("dev", "--help")):
+    commands = ("serve", "migrate", "dev", "submit")
+    for args in (("--help",), *((command, "--help") for command in commands)):
         completed = run(*args)
         assert completed.returncode == 0 and "usage: bgchallenge" in completed.stdout

@@ -1,0 +1,229 @@
+"""What ``bgchallenge submit`` reads and shows, without a network: the pure parts."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from bgchallenge.client import SubmitOptions, UsageError, prepare, read_urls
+from bgchallenge.domain.progress import (
+    Counts,
+    ProgressPrinter,
+    RateMeter,
+    Tally,
+    UrlLine,
+    enqueue_summary,
+    eta_seconds,
+    failure_table,
+    field_problems,
+    final_report,
+    format_duration,
+    parse_url_lines,
+    progress_line,
+    rejection_line,
+    render_bar,
+)
+
+
+def test_url_lines_skip_blanks_and_comments_and_keep_file_line_numbers() -> None:
+    text = "# the cats\n\n  https://a.example/1.png  \n\t\n#https://skipped/\nhttp://b/2.png\r\n"
+    assert parse_url_lines(text) == [
+        UrlLine(3, "https://a.example/1.png"),
+        UrlLine(6, "http://b/2.png"),
+    ]
+    assert parse_url_lines("") == []
+
+
+def test_reads_stdin_for_dash_or_no_file_and_a_file_otherwise(tmp_path: Path) -> None:
+    stdin = io.StringIO("http://a/1.png\n")
+    assert read_urls("-", stdin) == [UrlLine(1, "http://a/1.png")]
+    assert read_urls(None, io.StringIO("\nhttp://a/2.png")) == [UrlLine(2, "http://a/2.png")]
+    path = tmp_path / "urls.txt"
+    path.write_text("# x\nhttp://a/3.png\n")
+    assert read_urls(str(path), io.StringIO("ignored")) == [UrlLine(2, "http://a/3.png")]
+    binary = tmp_path / "binary"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(UsageError, match="not UTF-8 text"):
+        read_urls(str(binary), io.StringIO())
+    with pytest.raises(UsageError, match="cannot read it: No such file"):
+        read_urls(str(tmp_path / "missing"), io.StringIO())
+
+
+def _prepare(**overrides: object) -> SubmitOptions:
+    args: dict[str, object] = {
+        "job_id": "job",
+        "server": None,
+        "source": "-",
+        "wait": False,
+        "env": {},
+        "port": 8000,
+        "secret": None,
+        "stdin": io.StringIO(""),
+    }
+    args.update(overrides)
+    return prepare(**args)  # type: ignore[arg-type]
+
+
+def test_server_comes_from_the_option_then_bgc_server_then_port() -> None:
+    env = {"BGC_SERVER": "https://bgc.example/"}
+    assert _prepare().server == "http://127.0.0.1:8000"
+    assert _prepare(port=9001).server == "http://127.0.0.1:9001"
+    assert _prepare(env=env).server == "https://bgc.example"
+    chosen = _prepare(env=env, server="http://h:1")
+    assert chosen.server == "http://h:1"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"job_id": "j" * 201}, "--job-id: must be 1 to 200 characters, not 201"),
+        ({"job_id": ""}, "--job-id: must be 1 to 200 characters, not 0"),
+        ({"env": {"BGC_SERVER": "ftp://x"}}, "BGC_SERVER: not an http:// or https:// URL"),
+        ({"env": {"BGC_SERVER": "localhost:8000"}}, "BGC_SERVER: not an http"),
+        ({"server": "http://"}, "--server: not an http:// or https:// URL"),
+    ],
+)
+def test_bad_arguments_are_usage_errors(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(UsageError) as raised:
+        _prepare(**overrides)
+    assert str(raised.value).startswith(message)
+    assert "\n" not in str(raised.value)
+
+
+def test_a_job_id_of_exactly_200_characters_is_fine() -> None:
+    assert _prepare(job_id="j" * 200).job_id == "j" * 200
+
+
+def test_counts_by_status() -> None:
+    counts = Counts.of(["succeeded", "failed", "canceled", "running", "queued", "queued"])
+    assert counts == Counts(succeeded=1, failed=1, canceled=1, running=1, queued=2)
+    assert (counts.done, counts.remaining, counts.total) == (3, 3, 6)
+
+
+def test_rate_is_finished_per_second_from_the_first_sample_not_since_ever() -> None:
+    meter = RateMeter(window=30)
+    meter.add(100.0, 40)  # already done before waiting: not part of the rate
+    assert meter.rate() is None
+    meter.add(100.0, 40)
+    assert meter.rate() is None  # no time has passed
+    meter.add(102.0, 44)
+    assert meter.rate() == 2.0
+    meter.add(104.0, 50)
+    assert meter.rate() == 2.5
+
+
+def test_rate_follows_the_recent_window() -> None:
+    meter = RateMeter(window=10)
+    meter.add(0.0, 0)
+    meter.add(5.0, 50)  # a fast start ...
+    for second in range(6, 31):
+        meter.add(float(second), 50)  # ... then a stall
+    assert meter.rate() == 0.0
+    meter.add(31.0, 60)
+    assert meter.rate() == 1.0  # 10 more over the last 10 s, the fast start forgotten
+
+
+@pytest.mark.parametrize(
+    ("remaining", "rate", "eta"),
+    [(0, None, 0.0), (10, None, None), (10, 0.0, None), (10, 2.0, 5.0), (3, 0.5, 6.0)],
+)
+def test_eta(remaining: int, rate: float | None, eta: float | None) -> None:
+    assert eta_seconds(remaining, rate) == eta
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(None, "--"), (0, "0s"), (59.4, "59s"), (60, "1m00s"), (125, "2m05s"), (7380, "2h03m")],
+)
+def test_format_duration(seconds: float | None, text: str) -> None:
+    assert format_duration(seconds) == text
+
+
+def test_bar_reaches_100_percent_only_when_everything_is_done() -> None:
+    assert render_bar(0, 4, width=8) == "[--------]   0%"
+    assert render_bar(2, 4, width=8) == "[####----]  50%"
+    assert render_bar(199, 200, width=8) == "[#######-]  99%"
+    assert render_bar(200, 200, width=8) == "[########] 100%"
+    assert render_bar(0, 0, width=8) == "[########] 100%"  # nothing to wait for is done
+
+
+def test_progress_line_shows_counts_rate_and_eta() -> None:
+    line = progress_line(Counts(succeeded=2, failed=1, running=1, queued=2), 1.5, 2.0)
+    assert line.endswith(" 50%  3/6  succeeded 2  failed 1  running 1  queued 2  1.5/s  ETA 2s"), (
+        line
+    )
+    assert "canceled" not in line
+    done = progress_line(Counts(succeeded=5, canceled=1), None, 0.0)
+    assert "100%" in done and "canceled 1" in done and "--/s" in done and "ETA 0s" in done
+
+
+def test_printer_redraws_one_line_on_a_terminal_and_ends_it() -> None:
+    written: list[str] = []
+    printer = ProgressPrinter(written.append, tty=True)
+    printer.show("[--] 0% long line", 0.0)
+    printer.show("[#-] 50%", 0.1)
+    printer.show("[##] 100%", 0.2, final=True)
+    assert written == ["\r[--] 0% long line", "\r[#-] 50%" + " " * 9, "\r[##] 100%\n"]
+
+
+def test_printer_elsewhere_prints_at_most_every_interval_and_always_the_final_line() -> None:
+    written: list[str] = []
+    printer = ProgressPrinter(written.append, tty=False, interval=2.0)
+    for tick in range(9):  # every 0.5 s for 4 s
+        printer.show(f"at {tick * 0.5}", tick * 0.5)
+    printer.show("final", 4.1, final=True)
+    assert written == ["at 0.0\n", "at 2.0\n", "at 4.0\n", "final\n"]
+    assert all("\r" not in text for text in written)
+
+
+def test_rejections_name_the_line_and_hide_the_query() -> None:
+    problem = {
+        "detail": "the body is not a valid enqueue request",
+        "errors": [{"pointer": "#/url", "detail": "must be an absolute http or https URL"}],
+    }
+    reason = field_problems(problem)
+    assert reason == "url must be an absolute http or https URL"
+    line = rejection_line(UrlLine(7, "ftp://h/x.png?X-Amz-Signature=secret#f"), reason)
+    assert line == "bgchallenge: line 7: ftp://h/x.png: url must be an absolute http or https URL"
+    assert field_problems({"detail": "a single JSON object is required"}) == (
+        "a single JSON object is required"
+    )
+
+
+def _item(result_id: int, status: str, code: str = "", message: str = "") -> dict[str, object]:
+    error = {"code": code, "message": message} if code else None
+    return {"id": result_id, "url": f"http://o/{result_id}.png", "status": status, "error": error}
+
+
+def test_failure_table_lists_only_the_failed_in_aligned_columns() -> None:
+    items = [
+        _item(1, "succeeded"),
+        _item(2, "failed", "not_found", "HEAD answered\n404"),
+        _item(13, "canceled"),
+        _item(140, "failed", "exhausted", "x" * 300),
+    ]
+    table = failure_table(items)
+    assert table[0].split() == ["id", "url", "code", "message"]
+    assert table[1] == "2    http://o/2.png    not_found  HEAD answered 404"
+    assert table[2].startswith("140  http://o/140.png  exhausted  xxx")
+    assert len(table[2]) < 160 and table[2].endswith("…")
+    assert len(table) == 3
+    assert failure_table([_item(1, "succeeded"), _item(2, "canceled")]) == []
+
+
+def test_final_report_fails_on_failed_or_rejected_but_not_on_canceled() -> None:
+    ok, canceled = _item(1, "succeeded"), _item(2, "canceled")
+    lines, failing = final_report("j", Tally(2, 0, 0), [ok, canceled])
+    assert lines == ["job j: 1 succeeded, 0 failed, 1 canceled"] and not failing
+    assert final_report("j", Tally(1, 0, 1), [ok])[1]
+    lines, failing = final_report("j", Tally(0, 2, 0), [ok, _item(3, "failed", "not_found")])
+    assert failing and lines[0] == "job j: 1 succeeded, 1 failed, 0 canceled"
+    assert "not_found" in lines[-1]
+
+
+def test_enqueue_summary() -> None:
+    assert enqueue_summary("j", Tally(3, 2, 1)) == (
+        "job j: 3 enqueued, 2 already enqueued, 1 rejected"
+    )
