@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,11 +94,11 @@ def table(title: str, rows: list[tuple[str, str]]) -> str:
 
 
 @contextmanager
-def origin_process() -> Iterator[str]:
-    """The tests' origin server in a process of its own (so it does not share a core with the
-    benchmark's client); yields its base URL."""
+def server_process(module: str, *args: str) -> Iterator[str]:
+    """``python -m module args`` in a process of its own (so it does not share a core with the
+    benchmark's client); yields the base URL it prints first."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.origin"], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", module, *args], stdout=subprocess.PIPE, text=True
     )
     try:
         assert process.stdout is not None
@@ -106,3 +106,8 @@ def origin_process() -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(10)
+
+
+def origin_process() -> AbstractContextManager[str]:
+    """The tests' origin server (tests/support/origin.py) in its own process."""
+    return server_process("tests.support.origin")

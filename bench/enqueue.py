@@ -6,36 +6,20 @@ measured in the same run (a no-database route on the same server stack).
 
 from __future__ import annotations
 
-import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import trio
 
-from bench.common import Servers, servers, table
+from bench.common import Servers, server_process, servers, table
 from bench.wrk import ENQUEUE_SCRIPT, available, run_wrk
 from bgchallenge.embedded import free_port
 from tests.support.processes import ServiceProcess
 from tests.support.results import fetch_rows
 
 
-@contextmanager
-def ceiling_server() -> Iterator[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.ceiling", str(free_port())], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert process.stdout is not None
-        yield process.stdout.readline().strip()
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
 def measure(env: Servers, seconds: int) -> None:
     rows = []
-    with ceiling_server() as ceiling_url:
+    with server_process("bench.ceiling", str(free_port())) as ceiling_url:
         ceiling = {
             c: run_wrk(
                 ceiling_url,
