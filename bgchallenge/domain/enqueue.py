@@ -6,7 +6,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from bgchallenge.domain.paths import InvalidUrl, SourceUrl, parse_source_url
+from bgchallenge.domain.paths import (
+    InvalidUrl,
+    SourceUrl,
+    parse_source_url,
+    storable_text_problem,
+)
 
 MAX_JOB_ID_LENGTH = 200
 ALLOWED_MEMBERS = ("jobId", "url")
@@ -68,6 +73,8 @@ def parse_enqueue_body(raw: bytes) -> EnqueueRequest:
         problems.append(FieldProblem("#/jobId", "must not be empty"))
     elif len(job_id) > MAX_JOB_ID_LENGTH:
         problems.append(FieldProblem("#/jobId", f"must be at most {MAX_JOB_ID_LENGTH} characters"))
+    elif unstorable := storable_text_problem(job_id):
+        problems.append(FieldProblem("#/jobId", unstorable))
 
     source: SourceUrl | None = None
     if url is None:

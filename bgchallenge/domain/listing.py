@@ -9,7 +9,8 @@ import hmac
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from bgchallenge.domain.enqueue import FieldProblem
+from bgchallenge.domain.enqueue import MAX_JOB_ID_LENGTH, FieldProblem
+from bgchallenge.domain.paths import storable_text_problem
 from bgchallenge.domain.results import Status
 
 DEFAULT_LIMIT = 100
@@ -53,8 +54,10 @@ def parse_list_query(args: Mapping[str, Sequence[str]], cursor_key: bytes) -> Li
         if len(args.get(name, ())) > 1:
             problems.append(FieldProblem(f"?{name}", "may be given once"))
     job_id = _single(args, "jobId")
-    if job_id is not None and not 1 <= len(job_id) <= 200:
-        problems.append(FieldProblem("?jobId", "must be 1 to 200 characters"))
+    if job_id is not None and not 1 <= len(job_id) <= MAX_JOB_ID_LENGTH:
+        problems.append(FieldProblem("?jobId", f"must be 1 to {MAX_JOB_ID_LENGTH} characters"))
+    elif job_id is not None and (unstorable := storable_text_problem(job_id)):
+        problems.append(FieldProblem("?jobId", unstorable))
 
     statuses: tuple[str, ...] | None = None
     if args.get("status"):
@@ -66,7 +69,10 @@ def parse_list_query(args: Mapping[str, Sequence[str]], cursor_key: bytes) -> Li
     limit = DEFAULT_LIMIT
     raw_limit = _single(args, "limit")
     if raw_limit is not None:
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+        if (
+            not (raw_limit.isascii() and raw_limit.isdigit())
+            or not 1 <= int(raw_limit) <= MAX_LIMIT
+        ):
             problems.append(FieldProblem("?limit", f"must be a whole number from 1 to {MAX_LIMIT}"))
         else:
             limit = int(raw_limit)

@@ -28,6 +28,17 @@ def redact_queries(text: str) -> str:
     return _URL_QUERY.sub(r"\1", text)
 
 
+def storable_text_problem(text: str) -> str | None:
+    """Why PostgreSQL could not store ``text`` (a NUL, a lone surrogate), or None."""
+    if "\x00" in text:
+        return "must not contain NUL characters"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode (no lone surrogates)"
+    return None
+
+
 class InvalidUrl(ValueError):
     """The text is not an absolute http(s) URL this service can fetch."""
 
@@ -88,6 +99,9 @@ def parse_source_url(text: str) -> SourceUrl:
         raise InvalidUrl(f"must be at most {MAX_URL_LENGTH} characters")
     if _FORBIDDEN_CHARS.search(text):
         raise InvalidUrl("must not contain spaces or control characters")
+    unstorable = storable_text_problem(text)
+    if unstorable:
+        raise InvalidUrl(unstorable)
     parts = urlsplit(text)
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:

@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 
 from bgchallenge.db.database import DatabaseUnavailable
 from bgchallenge.db.repository import Results
+from bgchallenge.db.writer import EnqueueWriter
 from bgchallenge.domain.enqueue import InvalidBody, NotAnObject, parse_enqueue_body
 from bgchallenge.domain.listing import (
     InvalidQuery,
@@ -22,8 +23,11 @@ from bgchallenge.domain.listing import (
     parse_list_query,
 )
 from bgchallenge.domain.results import render_result
+from bgchallenge.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from bgchallenge.metrics import Metrics
 from bgchallenge.storage.s3 import Storage
 from bgchallenge.web.filters import check_signature, raw_body
+from bgchallenge.web.openapi import register_openapi
 from bgchallenge.web.problems import json_response, not_modified, problem
 
 log = logging.getLogger(__name__)
@@ -38,12 +42,23 @@ class WebDependencies:
     storage: Storage
     signing_secret: str | None
     cursor_key: bytes
+    metrics: Metrics
+    writer: EnqueueWriter
+    serve_api: bool = True  # False: only the operations routes (a worker process)
 
 
 def create_app(deps: WebDependencies) -> QuartTrio:
     app = QuartTrio("bgchallenge")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+
+    @app.before_request
+    async def read_the_body_first() -> None:
+        """Read any request body (at most 64 KiB) before answering: with hypercorn and
+        quart-trio, an answer sent before the body has arrived (404, 405, 415, an unsigned
+        401) leaves a kept-alive connection hung. Reading is not parsing: the signature is
+        still checked before the body means anything."""
+        await raw_body()
 
     if deps.signing_secret is not None:
         secret = deps.signing_secret
@@ -102,6 +117,22 @@ def create_app(deps: WebDependencies) -> QuartTrio:
             )
         return json_response({"status": "ok", **states})
 
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        try:
+            with trio.fail_after(HEALTH_TIMEOUT_SECONDS):
+                queue = await deps.results.queue_depth()
+        except (DatabaseUnavailable, trio.TooSlowError):
+            queue = None
+        return Response(deps.metrics.render(queue), content_type=METRICS_CONTENT_TYPE)
+
+    register_openapi(app)
+    if deps.serve_api:
+        _add_api_routes(app, deps)
+    return app
+
+
+def _add_api_routes(app: QuartTrio, deps: WebDependencies) -> None:
     @app.post("/results/enqueue")
     async def enqueue() -> Response:
         if request.mimetype != "application/json" and not request.mimetype.endswith("+json"):
@@ -122,9 +153,10 @@ def create_app(deps: WebDependencies) -> QuartTrio:
                 kind="invalid-body",
                 errors=[p.render() for p in exc.problems],
             )
-        outcome = await deps.results.enqueue(parsed)
+        outcome = await deps.writer.enqueue(parsed)
         result = outcome.result
         if not outcome.created:
+            deps.metrics.duplicates.inc()
             return problem(
                 409,
                 f"job {result.job_id!r} already has a result for this object",
@@ -132,7 +164,8 @@ def create_app(deps: WebDependencies) -> QuartTrio:
                 existingId=result.id,
                 headers={"Location": f"/results/{result.id}"},
             )
-        log.info("enqueued", extra={"id": result.id, "jobId": result.job_id})
+        deps.metrics.enqueued.inc()
+        log.info("enqueued", extra={"id": result.id, "jobId": result.job_id, "url": result.url})
         return json_response(
             render_result(result), 202, headers={"Location": f"/results/{result.id}"}
         )
@@ -179,5 +212,3 @@ def create_app(deps: WebDependencies) -> QuartTrio:
         if result is None:
             return problem(404, f"no result with id {result_id}", kind="not-found")
         return json_response(render_result(result))
-
-    return app

@@ -70,3 +70,13 @@ def test_job_id_of_200_characters_is_fine() -> None:
 def test_url_over_2048_characters() -> None:
     url = "https://e.com/" + "a" * 2040
     assert pointers({"jobId": "j", "url": url}) == {"#/url": "must be at most 2048 characters"}
+
+
+def test_text_postgresql_cannot_store_is_refused() -> None:
+    assert pointers({"jobId": "a\u0000b", "url": "https://e.com/a"}) == {
+        "#/jobId": "must not contain NUL characters"
+    }
+    assert pointers({"jobId": "\ud800", "url": "https://e.com/\ud800"}) == {
+        "#/jobId": "must be valid Unicode (no lone surrogates)",
+        "#/url": "must be valid Unicode (no lone surrogates)",
+    }

@@ -83,3 +83,8 @@ def test_etag_is_strong_and_names_query_and_change_number() -> None:
 )
 def test_if_none_match_uses_weak_comparison(header: str | None, matches: bool) -> None:
     assert if_none_match_matches(header, '"abc"') is matches
+
+
+def test_unicode_digits_and_unstorable_job_ids_are_refused() -> None:
+    assert "?limit" in problems(limit=["²"])
+    assert problems(jobId=["a\x00b"]) == {"?jobId": "must not contain NUL characters"}

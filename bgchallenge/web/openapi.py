@@ -1,0 +1,719 @@
+"""The OpenAPI 3.1 document of the HTTP API (``GET /openapi.json``) and a page for people
+(``GET /docs``), rendered on the server: no scripts, no fonts, nothing fetched from elsewhere.
+
+The document is plain data built from the constants the validation uses (lengths, limits, the
+status enum, the error codes, the signed path prefix), so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from quart import Quart, Response
+
+from bgchallenge.domain.enqueue import MAX_JOB_ID_LENGTH
+from bgchallenge.domain.failures import EXHAUSTED, PERMANENT_CODES, TRANSIENT_CODES
+from bgchallenge.domain.listing import DEFAULT_LIMIT, MAX_LIMIT
+from bgchallenge.domain.paths import MAX_URL_LENGTH
+from bgchallenge.domain.results import Status
+from bgchallenge.domain.signing import MAX_AGE_SECONDS, SIGNATURE_PREFIX
+from bgchallenge.web.filters import SIGNED_PREFIX
+from bgchallenge.web.problems import PROBLEM_BASE, PROBLEM_JSON
+
+JSON = "application/json"
+OPENAPI_PATH = "/openapi.json"
+DOCS_PATH = "/docs"
+# /docs loads nothing from anywhere: inline styles only.
+DOCS_CSP = "default-src 'none'; style-src 'unsafe-inline'"
+
+Schema = dict[str, Any]
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _response_ref(name: str) -> Schema:
+    return {"$ref": f"#/components/responses/{name}"}
+
+
+def _nullable(schema: Schema) -> Schema:
+    return {**schema, "type": [schema["type"], "null"]}
+
+
+def _timestamp(description: str) -> Schema:
+    return {"type": "string", "format": "date-time", "description": description}
+
+
+def _json(schema: Schema, description: str, **extra: Any) -> Schema:
+    return {"description": description, "content": {JSON: {"schema": schema}}, **extra}
+
+
+def _problem(schema_name: str, description: str, **extra: Any) -> Schema:
+    return {
+        "description": description,
+        "content": {PROBLEM_JSON: {"schema": _ref(schema_name)}},
+        **extra,
+    }
+
+
+def _problem_with(members: Schema, required: list[str]) -> Schema:
+    return {
+        "allOf": [_ref("Problem"), {"type": "object", "properties": members, "required": required}]
+    }
+
+
+def _schemas() -> dict[str, Schema]:
+    error_codes = sorted(PERMANENT_CODES | TRANSIENT_CODES | {EXHAUSTED})
+    return {
+        "Status": {
+            "type": "string",
+            "enum": [status.value for status in Status],
+            "description": "Terminal states: succeeded, failed, canceled; a terminal result "
+            "never changes again.",
+        },
+        "ResultError": {
+            "type": "object",
+            "description": "The last error of a result.",
+            "properties": {
+                "code": {
+                    "type": "string",
+                    "enum": error_codes,
+                    "description": "Permanent (no retry): "
+                    + ", ".join(sorted(PERMANENT_CODES))
+                    + ". Transient (retried): "
+                    + ", ".join(sorted(TRANSIENT_CODES))
+                    + f". {EXHAUSTED}: the last transient error, after the final attempt.",
+                },
+                "message": {"type": "string"},
+            },
+            "required": ["code", "message"],
+            "additionalProperties": False,
+        },
+        "StoredObject": {
+            "type": "object",
+            "description": "Where a succeeded result's bytes are stored.",
+            "properties": {
+                "bucket": {"type": "string"},
+                "key": {"type": "string", "description": "results/<id>/<file name>"},
+                "size": {"type": "integer", "minimum": 0, "description": "bytes"},
+                "contentType": {"type": "string"},
+                "sha256": {
+                    "type": "string",
+                    "pattern": "^[0-9a-f]{64}$",
+                    "description": "hex SHA-256 of the stored bytes",
+                },
+            },
+            "required": ["bucket", "key", "size", "contentType", "sha256"],
+            "additionalProperties": False,
+        },
+        "Result": {
+            "type": "object",
+            "description": "One remote image the service was asked to copy into object storage.",
+            "properties": {
+                "id": {
+                    "type": "integer",
+                    "format": "int64",
+                    "minimum": 1,
+                    "description": "assigned by the service, increasing",
+                },
+                "jobId": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_JOB_ID_LENGTH,
+                    "description": "the client's job this result belongs to",
+                },
+                "url": {
+                    "type": "string",
+                    "description": "the source URL without its query string and fragment "
+                    "(a presigned URL's query is a credential: it is never shown)",
+                },
+                "objectPath": {
+                    "type": "string",
+                    "pattern": "^/",
+                    "description": "the URL's path normalised as RFC 3986 §6.2.2 says; "
+                    "(jobId, host, objectPath) identify a result",
+                },
+                "status": _ref("Status"),
+                "attempts": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "attempts started so far, less any handed back by a "
+                    "graceful shutdown",
+                },
+                "error": {
+                    "oneOf": [_ref("ResultError"), {"type": "null"}],
+                    "description": "the last error, or null",
+                },
+                "storage": {
+                    "oneOf": [_ref("StoredObject"), {"type": "null"}],
+                    "description": "where the bytes are, after success; otherwise null",
+                },
+                "createdAt": _timestamp("RFC 3339, UTC, milliseconds"),
+                "updatedAt": _timestamp("RFC 3339, UTC, milliseconds"),
+                "startedAt": _nullable(_timestamp("when the first attempt started")),
+                "endedAt": _nullable(_timestamp("when it became succeeded, failed or canceled")),
+                "canceledAt": _nullable(_timestamp("when it was canceled")),
+                "durationMs": {
+                    "type": ["integer", "null"],
+                    "minimum": 0,
+                    "description": "endedAt - startedAt in milliseconds; null until both exist",
+                },
+            },
+            "required": [
+                "id",
+                "jobId",
+                "url",
+                "objectPath",
+                "status",
+                "attempts",
+                "error",
+                "storage",
+                "createdAt",
+                "updatedAt",
+                "startedAt",
+                "endedAt",
+                "canceledAt",
+                "durationMs",
+            ],
+            "additionalProperties": False,
+        },
+        "ResultPage": {
+            "type": "object",
+            "properties": {
+                "items": {"type": "array", "items": _ref("Result"), "maxItems": MAX_LIMIT},
+                "nextCursor": {
+                    "type": ["string", "null"],
+                    "description": "pass as `cursor` for the next page; null on the last page",
+                },
+            },
+            "required": ["items", "nextCursor"],
+            "additionalProperties": False,
+        },
+        "EnqueueRequest": {
+            "type": "object",
+            "properties": {
+                "jobId": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_JOB_ID_LENGTH,
+                    "description": "the client's job",
+                },
+                "url": {
+                    "type": "string",
+                    "format": "uri",
+                    "minLength": 1,
+                    "maxLength": MAX_URL_LENGTH,
+                    "description": "an absolute http or https URL, often presigned; without "
+                    "user:password@. Query string and fragment never count for duplicates and "
+                    "are never shown.",
+                },
+            },
+            "required": ["jobId", "url"],
+            "additionalProperties": False,
+            "examples": [
+                {"jobId": "job-1", "url": "https://cdn.example.com/a/cat.png?X-Amz-Signature=abc"}
+            ],
+        },
+        "Health": {
+            "type": "object",
+            "properties": {
+                "status": {"const": "ok"},
+                "database": {"const": "ok"},
+                "storage": {"const": "ok"},
+            },
+            "required": ["status", "database", "storage"],
+            "additionalProperties": False,
+        },
+        "Problem": {
+            "type": "object",
+            "description": "RFC 9457 problem details; problem types are "
+            f"`{PROBLEM_BASE}<kind>` or `about:blank`. Other members are extensions.",
+            "properties": {
+                "type": {"type": "string", "format": "uri-reference"},
+                "title": {"type": "string"},
+                "status": {"type": "integer", "minimum": 400, "maximum": 599},
+                "detail": {"type": "string"},
+            },
+            "required": ["type", "title", "status", "detail"],
+            "additionalProperties": True,
+        },
+        "ErrorItem": {
+            "type": "object",
+            "description": "One problem with the request, located by a JSON pointer into the "
+            "body (`#/jobId`, `#` for the whole body) or `?<name>` for a query parameter.",
+            "properties": {"pointer": {"type": "string"}, "detail": {"type": "string"}},
+            "required": ["pointer", "detail"],
+            "additionalProperties": False,
+        },
+        "ValidationProblem": _problem_with(
+            {"errors": {"type": "array", "items": _ref("ErrorItem"), "minItems": 1}},
+            ["errors"],
+        ),
+        "EnqueueRejected": {
+            "description": "Either the single-object guard (no `errors`: the body is JSON but "
+            "not one object) or a ValidationProblem listing each field problem.",
+            "anyOf": [_ref("ValidationProblem"), _ref("Problem")],
+        },
+        "DuplicateProblem": _problem_with(
+            {"existingId": {"type": "integer", "minimum": 1}}, ["existingId"]
+        ),
+        "HealthProblem": _problem_with(
+            {
+                "database": {"type": "string", "description": "`ok` or why not"},
+                "storage": {"type": "string", "description": "`ok` or why not"},
+            },
+            ["database", "storage"],
+        ),
+    }
+
+
+def _security_schemes() -> dict[str, Schema]:
+    when = (
+        f"Required on every `{SIGNED_PREFIX}*` request when the service runs with "
+        "`BGC_SIGNING_SECRET` set (otherwise signing is off and both headers are ignored). "
+    )
+    return {
+        "bgcTimestamp": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-Bgc-Timestamp",
+            "description": when + "Unix seconds; refused when more than "
+            f"{MAX_AGE_SECONDS} s from the server's clock.",
+        },
+        "bgcSignature": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-Bgc-Signature",
+            "description": when
+            + f'`{SIGNATURE_PREFIX}<hex HMAC-SHA256 of "<timestamp>.<METHOD>.<target>.<raw body>">`'
+            " keyed with the secret, where target is the path as sent, query string included. "
+            "Checked before the body is parsed.",
+        },
+    }
+
+
+def _responses() -> dict[str, Schema]:
+    from bgchallenge.web.app import MAX_BODY_BYTES  # app.py imports this module
+
+    return {
+        "Unsigned": _problem(
+            "Problem",
+            "Signing is on and the signature is missing, wrong, or the timestamp is stale.",
+            headers={
+                "WWW-Authenticate": {
+                    "required": True,
+                    "schema": {"type": "string", "const": "Bgc-HMAC-SHA256"},
+                }
+            },
+        ),
+        "DatabaseUnavailable": _problem(
+            "Problem",
+            "PostgreSQL is not answering; try again.",
+            headers={
+                "Retry-After": {
+                    "required": True,
+                    "description": "seconds",
+                    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                }
+            },
+        ),
+        "NotFound": _problem("Problem", "No result with this id."),
+        "TooLarge": _problem(
+            "Problem",
+            f"The body is larger than {MAX_BODY_BYTES} bytes (when signing is on, the body of "
+            "any request the filter checks is read, and limited, too).",
+        ),
+    }
+
+
+def _id_parameter() -> Schema:
+    return {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "integer", "format": "int64", "minimum": 1},
+        "description": "the result's id",
+    }
+
+
+def _etag_header(required: bool) -> Schema:
+    return {
+        "required": required,
+        "description": "a strong ETag for exactly this query (filters, limit and cursor); it "
+        "changes whenever a result the query could return is inserted or changes",
+        "schema": {"type": "string", "pattern": '^"[^"]+"$'},
+    }
+
+
+def _result_operations() -> dict[str, Any]:
+    location = {
+        "required": True,
+        "description": "/results/{id}",
+        "schema": {"type": "string", "pattern": "^/results/[0-9]+$"},
+    }
+    cache_control = {"schema": {"type": "string", "const": "no-cache"}}
+    return {
+        "/results/enqueue": {
+            "post": {
+                "operationId": "enqueueResult",
+                "summary": "Ask for one remote image to be copied into the bucket",
+                "description": "The row is inserted and workers notified in one transaction. "
+                "A result is identified by (jobId, host, objectPath): the query string and "
+                "fragment never count, so two presignings of one object are one result.",
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": _ref("EnqueueRequest")}},
+                },
+                "responses": {
+                    "202": _json(
+                        _ref("Result"),
+                        "Accepted: the new result, status `queued`.",
+                        headers={"Location": location},
+                    ),
+                    "400": _problem(
+                        "EnqueueRejected",
+                        "Not a single JSON object (`detail` says so), or malformed JSON, a "
+                        "missing, empty, over-long or unknown member, or a URL that is not an "
+                        f"absolute http(s) URL of at most {MAX_URL_LENGTH} characters (`errors` "
+                        "lists each). Nothing is stored.",
+                    ),
+                    "409": _problem(
+                        "DuplicateProblem",
+                        "This job already has a result for this host and objectPath; "
+                        "`existingId` names it. Nothing changes.",
+                        headers={"Location": location},
+                    ),
+                    "413": _response_ref("TooLarge"),
+                    "415": _problem("Problem", "The Content-Type is not JSON."),
+                },
+            }
+        },
+        "/results/list": {
+            "get": {
+                "operationId": "listResults",
+                "summary": "List results in id order, a page at a time",
+                "description": "A page walk sees every result that existed when it started "
+                "exactly once. Send the ETag back in If-None-Match to get 304 while nothing "
+                "the query could return has changed.",
+                "parameters": [
+                    {
+                        "name": "jobId",
+                        "in": "query",
+                        "schema": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": MAX_JOB_ID_LENGTH,
+                        },
+                        "description": "only this job's results",
+                    },
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "style": "form",
+                        "explode": True,
+                        "schema": {"type": "array", "items": _ref("Status")},
+                        "description": "only results in one of these states (repeatable)",
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": MAX_LIMIT,
+                            "default": DEFAULT_LIMIT,
+                        },
+                        "description": "page size",
+                    },
+                    {
+                        "name": "cursor",
+                        "in": "query",
+                        "schema": {"type": "string"},
+                        "description": "opaque, from `nextCursor`; only valid with the same "
+                        "jobId and status filters",
+                    },
+                    {
+                        "name": "If-None-Match",
+                        "in": "header",
+                        "schema": {"type": "string"},
+                        "description": "ETags from earlier answers (a list, weak comparison: "
+                        '`W/"…"` matches), or `*`',
+                    },
+                ],
+                "responses": {
+                    "200": _json(
+                        _ref("ResultPage"),
+                        "A page of results.",
+                        headers={"ETag": _etag_header(True), "Cache-Control": cache_control},
+                    ),
+                    "304": {
+                        "description": "If-None-Match matches the current ETag: no body.",
+                        "headers": {"ETag": _etag_header(True), "Cache-Control": cache_control},
+                    },
+                    "400": _problem(
+                        "ValidationProblem",
+                        f"A limit outside 1 to {MAX_LIMIT}, an unknown status, a jobId that is "
+                        "empty or too long, a cursor the service did not issue for these "
+                        "filters, a repeated jobId/limit/cursor or an unknown parameter.",
+                    ),
+                },
+            }
+        },
+        "/results/{id}": {
+            "get": {
+                "operationId": "getResult",
+                "summary": "Read one result",
+                "parameters": [_id_parameter()],
+                "responses": {
+                    "200": _json(_ref("Result"), "The result."),
+                    "404": _response_ref("NotFound"),
+                },
+            }
+        },
+        "/results/{id}/cancel": {
+            "post": {
+                "operationId": "cancelResult",
+                "summary": "Cancel a result",
+                "description": "Queued: canceled at once (200). Running: the attempt is "
+                "stopped promptly, its upload aborted, then the result becomes canceled "
+                "(202, still running). Terminal: unchanged (200), idempotent.",
+                "parameters": [_id_parameter()],
+                "responses": {
+                    "200": _json(_ref("Result"), "Canceled now (was queued), or unchanged."),
+                    "202": _json(_ref("Result"), "Running: being stopped; still `running`."),
+                    "404": _response_ref("NotFound"),
+                    "413": _response_ref("TooLarge"),
+                },
+            }
+        },
+    }
+
+
+def _operations_surface() -> dict[str, Any]:
+    from bgchallenge.web.app import HEALTH_TIMEOUT_SECONDS  # app.py imports this module
+
+    text = {"schema": {"type": "string"}}
+    return {
+        "/health": {
+            "get": {
+                "operationId": "health",
+                "summary": "Whether PostgreSQL and the bucket answer",
+                "description": "Each part must answer within "
+                f"{HEALTH_TIMEOUT_SECONDS:g} s. Never requires a signature.",
+                "responses": {
+                    "200": _json(_ref("Health"), "Both answer."),
+                    "503": _problem(
+                        "HealthProblem",
+                        "A part is not answering; `database` and `storage` say `ok` or why not.",
+                    ),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics of this process",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text exposition format.",
+                        "content": {"text/plain": text},
+                    }
+                },
+            }
+        },
+        OPENAPI_PATH: {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document",
+                "responses": {
+                    "200": _json({"type": "object"}, "The OpenAPI 3.1 document."),
+                },
+            }
+        },
+        DOCS_PATH: {
+            "get": {
+                "operationId": "docs",
+                "summary": "This document as a page for people",
+                "responses": {"200": {"description": "HTML.", "content": {"text/html": text}}},
+            }
+        },
+    }
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every route the service has, as plain data."""
+    paths = {**_operations_surface(), **_result_operations()}
+    signed: list[dict[str, list[str]]] = [{"bgcTimestamp": [], "bgcSignature": []}, {}]
+    for path, operations in paths.items():
+        for operation in operations.values():
+            if path.startswith(SIGNED_PREFIX):
+                # Whatever the route, the sign-here filter (when on) and the database can refuse.
+                operation["security"] = signed
+                operation["responses"]["401"] = _response_ref("Unsigned")
+                operation["responses"]["503"] = _response_ref("DatabaseUnavailable")
+            else:
+                operation["security"] = []
+            operation["responses"] = dict(sorted(operation["responses"].items()))
+    try:
+        service_version = version("bgchallenge")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        service_version = "0+unknown"
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "bgchallenge",
+            "version": service_version,
+            "summary": "Copies remote images into object storage, reliably and in the background.",
+            "description": "Every error is `application/problem+json` (RFC 9457). Timestamps "
+            "are RFC 3339 in UTC with milliseconds. Requests to "
+            f"`{SIGNED_PREFIX}*` must be signed when the service has a signing secret.",
+        },
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "schemas": _schemas(),
+            "responses": _responses(),
+            "securitySchemes": _security_schemes(),
+        },
+    }
+
+
+def _text(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _resolve(document: dict[str, Any], node: Any) -> Any:
+    """Follow a local ``$ref`` (one level is all the document uses)."""
+    if isinstance(node, dict) and "$ref" in node:
+        target: Any = document
+        for part in str(node["$ref"]).removeprefix("#/").split("/"):
+            target = target[part]
+        return target
+    return node
+
+
+def _schema_label(schema: Any) -> str:
+    if not isinstance(schema, dict):
+        return ""
+    if "$ref" in schema:
+        return str(schema["$ref"]).rsplit("/", 1)[-1]
+    if "type" in schema:
+        kind = schema["type"]
+        kinds = " or ".join(kind) if isinstance(kind, list) else str(kind)
+        if kind == "array" and isinstance(schema.get("items"), dict):
+            kinds += " of " + _schema_label(schema["items"])
+        limits = [
+            f"{key} {schema[key]}"
+            for key in ("enum", "minimum", "maximum", "minLength", "maxLength", "default", "format")
+            if key in schema
+        ]
+        return kinds + (f" ({', '.join(limits)})" if limits else "")
+    for key in ("oneOf", "anyOf", "allOf"):
+        if key in schema:
+            return f" {key} ".join(_schema_label(part) for part in schema[key])
+    return "const " + json.dumps(schema["const"]) if "const" in schema else ""
+
+
+def render_docs(document: dict[str, Any]) -> str:
+    """The document as one self-contained HTML page; every value from it is escaped."""
+    info = document["info"]
+    out = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{_text(info['title'])} API</title>",
+        "<style>body{font-family:sans-serif;max-width:60rem;margin:auto;padding:1rem}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2rem .5rem;"
+        "text-align:left;vertical-align:top}code{background:#f4f4f4}</style>",
+        "</head><body>",
+        f"<h1>{_text(info['title'])} {_text(info['version'])}</h1>",
+        f"<p>{_text(info.get('description', ''))}</p>",
+        f'<p>Machine-readable: <a href="{OPENAPI_PATH}">{OPENAPI_PATH}</a></p>',
+    ]
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            out.append(f"<h2><code>{_text(method.upper())} {_text(path)}</code></h2>")
+            out.append(f"<p><strong>{_text(operation.get('summary', ''))}</strong></p>")
+            if operation.get("description"):
+                out.append(f"<p>{_text(operation['description'])}</p>")
+            if operation.get("security"):
+                out.append("<p>Signed (X-Bgc-Timestamp, X-Bgc-Signature) when signing is on.</p>")
+            parameters = operation.get("parameters", [])
+            if parameters:
+                out.append("<h3>Parameters</h3><table>")
+                out.append("<tr><th>name</th><th>in</th><th>schema</th><th>description</th></tr>")
+                for parameter in parameters:
+                    name = parameter["name"] + (" (required)" if parameter.get("required") else "")
+                    out.append(
+                        f"<tr><td><code>{_text(name)}</code></td><td>{_text(parameter['in'])}</td>"
+                        f"<td>{_text(_schema_label(parameter.get('schema')))}</td>"
+                        f"<td>{_text(parameter.get('description', ''))}</td></tr>"
+                    )
+                out.append("</table>")
+            body = operation.get("requestBody")
+            if body:
+                out.append("<h3>Request body</h3><ul>")
+                for media_type, content in body["content"].items():
+                    label = _schema_label(content.get("schema"))
+                    out.append(f"<li><code>{_text(media_type)}</code>: {_text(label)}</li>")
+                out.append("</ul>")
+            out.append("<h3>Responses</h3><table>")
+            out.append("<tr><th>status</th><th>description</th><th>content</th></tr>")
+            for status, reference in operation["responses"].items():
+                response = _resolve(document, reference)
+                content = ", ".join(
+                    f"{media_type} {_schema_label(media.get('schema'))}".strip()
+                    for media_type, media in response.get("content", {}).items()
+                )
+                if response.get("headers"):
+                    content = f"{content} (headers: {', '.join(response['headers'])})".strip()
+                out.append(
+                    f"<tr><td>{_text(status)}</td><td>{_text(response['description'])}</td>"
+                    f"<td>{_text(content)}</td></tr>"
+                )
+            out.append("</table>")
+    out.append("<h2>Schemas</h2>")
+    for name, schema in document["components"]["schemas"].items():
+        out.append(f'<h3 id="{_text(name)}">{_text(name)}</h3>')
+        if schema.get("description"):
+            out.append(f"<p>{_text(schema['description'])}</p>")
+        properties = schema.get("properties", {})
+        if properties:
+            required = set(schema.get("required", ()))
+            out.append("<table><tr><th>member</th><th>schema</th><th>description</th></tr>")
+            for member, member_schema in properties.items():
+                label = member + ("" if member in required else " (optional)")
+                out.append(
+                    f"<tr><td><code>{_text(label)}</code></td>"
+                    f"<td>{_text(_schema_label(member_schema))}</td>"
+                    f"<td>{_text(member_schema.get('description', ''))}</td></tr>"
+                )
+            out.append("</table>")
+        elif not schema.get("description") or "type" in schema:
+            out.append(f"<p>{_text(_schema_label(schema))}</p>")
+    out.append("<h2>Signing</h2><ul>")
+    for scheme in document["components"]["securitySchemes"].values():
+        out.append(f"<li><code>{_text(scheme['name'])}</code>: {_text(scheme['description'])}</li>")
+    out.append("</ul></body></html>")
+    return "\n".join(out)
+
+
+def register_openapi(app: Quart) -> None:
+    """Add ``GET /openapi.json`` and ``GET /docs``; neither needs a signature."""
+    document = openapi_document()
+    document_json = json.dumps(document, ensure_ascii=False)
+    page = render_docs(document)
+
+    @app.get(OPENAPI_PATH)
+    async def openapi_json() -> Response:
+        return Response(document_json, content_type="application/json; charset=utf-8")
+
+    @app.get(DOCS_PATH)
+    async def docs() -> Response:
+        return Response(
+            page,
+            content_type="text/html; charset=utf-8",
+            headers={"Content-Security-Policy": DOCS_CSP},
+        )
