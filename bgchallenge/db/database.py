@@ -27,6 +27,7 @@ Connection = AsyncConnection[DictRow]
 
 
 POOL_CHECK_SECONDS = 2.0
+CONNECTION_WAIT_SECONDS = 3.0
 
 
 class DatabaseUnavailable(Exception):
@@ -118,7 +119,9 @@ async def open_database(url: str, *, max_size: int = 10) -> AsyncIterator[Databa
             kwargs={"row_factory": dict_row},
             configure=_configure,
             connection_class=AsyncConnection[DictRow],
-            timeout=10.0,
+            # How long a query waits for a connection: past it, an outage answers 503 promptly
+            # instead of holding requests.
+            timeout=CONNECTION_WAIT_SECONDS,
         )
         database = Database(pool, loop, url)
         try:
