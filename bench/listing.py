@@ -9,8 +9,10 @@ import httpx
 import psycopg
 import trio
 
-from bench.common import Servers, describe, servers, table
+from bench.common import Servers, describe, server_process, servers, table
 from bench.load import run_load
+from bench.wrk import available, run_wrk
+from bgchallenge.embedded import free_port
 from tests.support.processes import ServiceProcess
 
 RESULTS = 10_000
@@ -50,20 +52,38 @@ async def measure(env: Servers) -> None:
             connections=CONNECTIONS,
             seconds=SECONDS,
         )
+        wrk_rows = measure_with_wrk(base, etag) if available() else []
     finally:
         service.close()
     assert set(pages.statuses) == {200} and set(not_modified.statuses) == {304}
-    print(
-        table(
-            f"list over {RESULTS} results, {CONNECTIONS} connections",
-            [
-                ("200, 100 items a page", f"{pages.per_second:.0f} req/s"),
-                ("200 latency ms", describe(pages.latencies_ms)),
-                ("304", f"{not_modified.per_second:.0f} req/s"),
-                ("304 latency ms", describe(not_modified.latencies_ms)),
-            ],
+    rows = [
+        ("httpx client: 200, 100 items a page", f"{pages.per_second:.0f} req/s"),
+        ("httpx client: 200 latency ms", describe(pages.latencies_ms)),
+        ("httpx client: 304", f"{not_modified.per_second:.0f} req/s"),
+        ("httpx client: 304 latency ms", describe(not_modified.latencies_ms)),
+        *wrk_rows,
+    ]
+    print(table(f"list over {RESULTS} results, {CONNECTIONS} connections", rows))
+
+
+def measure_with_wrk(base: str, etag: str) -> list[tuple[str, str]]:
+    url = base + "/results/list"
+    seconds = int(SECONDS)
+    pages = run_wrk(url, connections=CONNECTIONS, seconds=seconds)
+    ours = run_wrk(url, connections=CONNECTIONS, seconds=seconds, headers={"If-None-Match": etag})
+    with server_process("bench.ceiling", str(free_port())) as ceiling_url:
+        ceiling = run_wrk(
+            ceiling_url + "/results/list",
+            connections=CONNECTIONS,
+            seconds=seconds,
+            headers={"If-None-Match": '"x"'},
         )
-    )
+    return [
+        ("wrk: 200, 100 items a page", f"{pages.per_second:.0f} req/s, p99 {pages.p99_ms:.0f} ms"),
+        ("wrk: 304", f"{ours.per_second:.0f} req/s, p99 {ours.p99_ms:.1f} ms"),
+        ("wrk: framework ceiling for a 304", f"{ceiling.per_second:.0f} req/s"),
+        ("wrk: 304 / ceiling", f"{ours.per_second / ceiling.per_second:.0%}"),
+    ]
 
 
 if __name__ == "__main__":
