@@ -14,10 +14,10 @@ from enum import StrEnum
 
 import trio
 
+from bgchallenge.db.batching import Batcher
 from bgchallenge.db.database import Database, open_database
 from bgchallenge.db.migrate import migrate
 from bgchallenge.db.repository import Attempts, Results
-from bgchallenge.db.writer import EnqueueWriter
 from bgchallenge.domain.network import AddressGuard
 from bgchallenge.metrics import Metrics
 from bgchallenge.settings import Settings
@@ -110,7 +110,8 @@ async def run_service(
                 settings.signing_secret,
                 await results.cursor_key(),
                 metrics,
-                EnqueueWriter(results),
+                enqueue=Batcher(results.enqueue_many),
+                change_number=Batcher(results.change_numbers),
                 serve_api=role.serves_http,
             )
             binds = await nursery.start(serve_web, deps, settings, shutdown)
@@ -125,10 +126,12 @@ async def serve_web(
     *,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """The HTTP server and the enqueue writer behind it; the writer stops after the server,
-    so that every request in flight at shutdown still gets its answer."""
+    """The HTTP server and the batchers behind it (group commit for enqueue, grouped reads of
+    change numbers); they stop after the server, so that every request in flight at shutdown
+    still gets its answer."""
     async with trio.open_nursery() as nursery:
-        await nursery.start(deps.writer.serve)
+        await nursery.start(deps.enqueue.serve)
+        await nursery.start(deps.change_number.serve)
 
         async def http(*, task_status: trio.TaskStatus[list[str]]) -> None:
             await serve_http(

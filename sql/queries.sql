@@ -134,10 +134,6 @@ UPDATE results AS r
  WHERE r.id = e.id
 RETURNING r.id, r.job_id, r.status;
 
--- name: change_number
--- The change number of one scope ('*' or 'job:<jobId>'): what a conditional list compares.
-SELECT coalesce((SELECT change_no FROM result_changes WHERE scope = %(scope)s), 0) AS change_no;
-
 -- name: list_results
 -- One page in id order, with the scope's change number read in the same statement (one
 -- snapshot). Answers at least one row; a row whose id is null stands for an empty page.
@@ -215,3 +211,7 @@ SELECT false AS inserted, r.*
   FROM results AS r
   JOIN (SELECT DISTINCT job_id, host, object_path FROM input) AS i
     ON (r.job_id, r.host, r.object_path) = (i.job_id, i.host, i.object_path);
+
+-- name: change_numbers
+-- Many scopes' change numbers at once (conditional lists arriving together share one read).
+SELECT scope, change_no FROM result_changes WHERE scope = ANY(%(scopes)s::text[]);

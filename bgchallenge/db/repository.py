@@ -100,10 +100,11 @@ class Results:
         assert row is not None, "migration 0002 stores the cursor key"
         return str(row["key"]).encode()
 
-    async def change_number(self, scope: str) -> int:
-        row = await self.database.fetch_one("change_number", {"scope": scope})
-        assert row is not None
-        return int(row["change_no"])
+    async def change_numbers(self, scopes: Sequence[str]) -> list[int]:
+        """The change number of each scope, in order (0 for a scope nothing has touched)."""
+        rows = await self.database.fetch_all("change_numbers", {"scopes": list(set(scopes))})
+        numbers = {row["scope"]: int(row["change_no"]) for row in rows}
+        return [numbers.get(scope, 0) for scope in scopes]
 
     async def list_page(self, query: ListQuery) -> Page:
         """One more row than the limit is read, to know whether another page follows."""

@@ -11,10 +11,15 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from bgchallenge.db.batching import Batcher
 from bgchallenge.db.database import DatabaseUnavailable
-from bgchallenge.db.repository import Results
-from bgchallenge.db.writer import EnqueueWriter
-from bgchallenge.domain.enqueue import InvalidBody, NotAnObject, parse_enqueue_body
+from bgchallenge.db.repository import Enqueued, Results
+from bgchallenge.domain.enqueue import (
+    EnqueueRequest,
+    InvalidBody,
+    NotAnObject,
+    parse_enqueue_body,
+)
 from bgchallenge.domain.listing import (
     InvalidQuery,
     encode_cursor,
@@ -43,7 +48,8 @@ class WebDependencies:
     signing_secret: str | None
     cursor_key: bytes
     metrics: Metrics
-    writer: EnqueueWriter
+    enqueue: Batcher[EnqueueRequest, Enqueued]
+    change_number: Batcher[str, int]
     serve_api: bool = True  # False: only the operations routes (a worker process)
 
 
@@ -153,7 +159,7 @@ def _add_api_routes(app: QuartTrio, deps: WebDependencies) -> None:
                 kind="invalid-body",
                 errors=[p.render() for p in exc.problems],
             )
-        outcome = await deps.writer.enqueue(parsed)
+        outcome = await deps.enqueue(parsed)
         result = outcome.result
         if not outcome.created:
             deps.metrics.duplicates.inc()
@@ -184,7 +190,7 @@ def _add_api_routes(app: QuartTrio, deps: WebDependencies) -> None:
         if_none_match = request.headers.get("If-None-Match")
         if if_none_match is not None:
             # The cheap check first: one indexed single-row read, no page.
-            etag = list_etag(query, await deps.results.change_number(query.scope))
+            etag = list_etag(query, await deps.change_number(query.scope))
             if if_none_match_matches(if_none_match, etag):
                 return not_modified(etag)
         page = await deps.results.list_page(query)
