@@ -70,7 +70,7 @@ class Batcher(Generic[Request, Answer]):
             served = await self.serve_batch([pending.request for pending in batch])
             answers = [outcome.Value(answer) for answer in served]
         except Exception as exc:  # every caller answers with it (a 503 for an outage)
-            answers = [outcome.Error(exc)] * len(batch)
+            answers = [outcome.Error(exc) for _ in batch]
         for pending, answer in zip(batch, answers, strict=True):
             pending.answer = answer
             pending.done.set()
