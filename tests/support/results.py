@@ -24,16 +24,23 @@ def fetch_rows(database_url: str, where: str = "true") -> list[dict[str, Any]]:
         return connection.execute(f"SELECT * FROM results WHERE {where} ORDER BY id").fetchall()
 
 
+def count_terminal(database_url: str) -> int:
+    with psycopg.connect(database_url) as connection:
+        row = connection.execute(
+            "SELECT count(*) FROM results WHERE status IN ('succeeded', 'failed', 'canceled')"
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
 async def wait_until_terminal(
     database_url: str, count: int, *, within: float = 30.0
 ) -> list[dict[str, Any]]:
-    """Poll until ``count`` results are terminal; answer all rows."""
+    """Poll (a count, cheap) until ``count`` results are terminal; answer all rows."""
     with trio.fail_after(within):
         while True:
-            rows = await trio.to_thread.run_sync(fetch_rows, database_url)
-            done = [r for r in rows if r["status"] in ("succeeded", "failed", "canceled")]
-            if len(done) >= count:
-                return rows
+            if await trio.to_thread.run_sync(count_terminal, database_url) >= count:
+                return await trio.to_thread.run_sync(fetch_rows, database_url)
             await trio.sleep(0.05)
 
 
