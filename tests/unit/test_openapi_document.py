@@ -23,7 +23,8 @@ from bgchallenge.domain.results import (
     render_result,
 )
 from bgchallenge.web.app import WebDependencies, create_app
-from bgchallenge.web.openapi import openapi_document, render_docs
+from bgchallenge.web.docs import render_docs
+from bgchallenge.web.openapi import openapi_document
 
 DOCUMENTED_ONLY_BY_FRAMEWORK = {"HEAD", "OPTIONS"}
 
