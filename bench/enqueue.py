@@ -11,38 +11,35 @@ import sys
 import trio
 
 from bench.common import Servers, server_process, servers, table
-from bench.wrk import ENQUEUE_SCRIPT, available, run_wrk
+from bench.wrk import ENQUEUE_SCRIPT, WrkResult, available, run_wrk
 from bgchallenge.embedded import free_port
 from tests.support.processes import ServiceProcess
 from tests.support.results import fetch_rows
 
 
+def load(url: str, seconds: int, job_prefix: str) -> dict[int, WrkResult]:
+    """Enqueue at 32 and 64 connections, each run with job ids of its own."""
+    return {
+        c: run_wrk(
+            url,
+            connections=c,
+            seconds=seconds,
+            script=ENQUEUE_SCRIPT.replace("JOB", f'"{job_prefix}{c}"'),
+        )
+        for c in (32, 64)
+    }
+
+
 def measure(env: Servers, seconds: int) -> None:
     rows = []
     with server_process("bench.ceiling", str(free_port())) as ceiling_url:
-        ceiling = {
-            c: run_wrk(
-                ceiling_url,
-                connections=c,
-                seconds=seconds,
-                script=ENQUEUE_SCRIPT.replace("JOB", f'"c{c}"'),
-            )
-            for c in (32, 64)
-        }
+        ceiling = load(ceiling_url, seconds, "c")
     settings = env.fresh_settings()
     assert settings.database_url
     service = ServiceProcess(settings, "web")
     try:
         base = trio.run(service.wait_ready)["addresses"][0]
-        ours = {
-            c: run_wrk(
-                base,
-                connections=c,
-                seconds=seconds,
-                script=ENQUEUE_SCRIPT.replace("JOB", f'"s{c}"'),
-            )
-            for c in (32, 64)
-        }
+        ours = load(base, seconds, "s")
     finally:
         service.close()
     stored = len(fetch_rows(settings.database_url, "true"))

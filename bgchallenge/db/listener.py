@@ -67,7 +67,7 @@ async def serve_listener(
                 if not started:
                     task_status.started()
                     started = True
-                elif delay > 0.1:
+                else:
                     log.info("listener reconnected")
                 delay = 0.1
                 await database.run_aio(_pump(connection, on_notify))

@@ -16,4 +16,4 @@ def test_a_name_twice_is_an_error() -> None:
 
 
 def test_the_project_file_loads() -> None:
-    assert {"ping", "enqueue_result", "get_result"} <= set(load_queries())
+    assert {"ping", "enqueue_results", "get_result"} <= set(load_queries())
