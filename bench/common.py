@@ -111,3 +111,44 @@ def server_process(module: str, *args: str) -> Iterator[str]:
 def origin_process() -> AbstractContextManager[str]:
     """The tests' origin server (tests/support/origin.py) in its own process."""
     return server_process("tests.support.origin")
+
+
+# Which processes on this machine each CPU figure covers, by a part of their command line.
+CPU_GROUPS = (
+    ("bgchallenge serve", "service"),
+    ("moto.server", "S3 (moto)"),
+    ("tests.support.origin", "origin"),
+    ("postgres", "PostgreSQL"),
+)
+
+
+def cpu_seconds_by_group() -> dict[str, float]:
+    """CPU seconds (user + system, all threads) used so far by each group of processes, and by
+    this benchmark process as "benchmark". Processes that exit between two readings are lost,
+    so take the second reading before stopping anything."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    totals = {name: 0.0 for _, name in CPU_GROUPS} | {"benchmark": 0.0}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it exited meanwhile
+        seconds = (int(fields[11]) + int(fields[12])) / ticks
+        if int(entry.name) == os.getpid():
+            totals["benchmark"] += seconds
+            continue
+        for marker, name in CPU_GROUPS:
+            if marker in command:
+                totals[name] += seconds
+                break
+    return totals
+
+
+def cpu_per_item(before: dict[str, float], after: dict[str, float], items: int) -> str:
+    """Milliseconds of CPU per item, for each group that used any, and their total."""
+    used = {name: (after[name] - before[name]) * 1000 / items for name in after}
+    parts = [f"{name} {ms:.2f}" for name, ms in used.items() if ms >= 0.01]
+    return ", ".join(parts) + f"; total {sum(used.values()):.2f} ms"

@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 
 import boto3
 import httpx
 import trio
 from botocore.config import Config
 
-from bench.common import Servers, origin_process, servers, table
+from bench.common import (
+    Servers,
+    cpu_per_item,
+    cpu_seconds_by_group,
+    origin_process,
+    servers,
+    table,
+)
 from tests.support.processes import ServiceProcess
 from tests.support.results import fetch_rows, insert_results, wait_until_terminal
 
@@ -22,24 +30,32 @@ CONCURRENCY = 16
 SIZE = 50 * 1024
 
 
-async def service_rate(env: Servers, origin_url: str, count: int) -> float:
+@dataclass
+class Rate:
+    per_second: float
+    cpu: str  # CPU per result, by process group
+
+
+async def service_rate(env: Servers, origin_url: str, count: int) -> Rate:
     settings = env.fresh_settings()
     assert settings.database_url
     service = ServiceProcess(settings, "worker", BGC_WORKERS=str(CONCURRENCY))
     try:
         await service.wait_ready()
         urls = [f"{origin_url}/files/t{n}.png?size={SIZE}" for n in range(count)]
+        before = cpu_seconds_by_group()
         insert_results(settings.database_url, urls)
         await wait_until_terminal(settings.database_url, count, within=600)
+        cpu = cpu_per_item(before, cpu_seconds_by_group(), count)
         rows = fetch_rows(settings.database_url)
     finally:
         service.close()
     assert {r["status"] for r in rows} == {"succeeded"}
     span = max(r["ended_at"] for r in rows) - min(r["created_at"] for r in rows)
-    return count / span.total_seconds()
+    return Rate(count / span.total_seconds(), cpu)
 
 
-async def raw_rate(env: Servers, origin_url: str, count: int) -> float:
+async def raw_rate(env: Servers, origin_url: str, count: int) -> Rate:
     bucket = env.fresh_settings().s3_bucket
     s3 = boto3.client(
         "s3", endpoint_url=env.s3_endpoint, config=Config(max_pool_connections=CONCURRENCY)
@@ -57,11 +73,13 @@ async def raw_rate(env: Servers, origin_url: str, count: int) -> float:
                     limiter=limiter,
                 )
 
+        before = cpu_seconds_by_group()
         started = time.monotonic()
         async with trio.open_nursery() as nursery:
             for _ in range(CONCURRENCY):
                 nursery.start_soon(copier)
-        return count / (time.monotonic() - started)
+        per_second = count / (time.monotonic() - started)
+        return Rate(per_second, cpu_per_item(before, cpu_seconds_by_group(), count))
 
 
 async def measure(env: Servers, origin_url: str, count: int) -> None:
@@ -71,9 +89,11 @@ async def measure(env: Servers, origin_url: str, count: int) -> None:
         table(
             f"end-to-end, {count} x 50 KiB, {CONCURRENCY} workers",
             [
-                ("raw GET + PutObject", f"{raw:.0f} results/s"),
-                ("bgchallenge", f"{ours:.0f} results/s"),
-                ("ratio", f"{ours / raw:.0%}"),
+                ("raw GET + PutObject", f"{raw.per_second:.0f} results/s"),
+                ("bgchallenge", f"{ours.per_second:.0f} results/s"),
+                ("ratio", f"{ours.per_second / raw.per_second:.0%}"),
+                ("CPU per result, raw", raw.cpu.replace("benchmark", "script")),
+                ("CPU per result, bgchallenge", ours.cpu),
             ],
         )
     )
