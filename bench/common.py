@@ -119,6 +119,7 @@ CPU_GROUPS = (
     ("moto.server", "S3 (moto)"),
     ("tests.support.origin", "origin"),
     ("postgres", "PostgreSQL"),
+    ("bench.ceiling", "ceiling app"),
 )
 
 

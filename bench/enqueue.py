@@ -10,16 +10,25 @@ import sys
 
 import trio
 
-from bench.common import Servers, server_process, servers, table
+from bench.common import (
+    Servers,
+    cpu_per_item,
+    cpu_seconds_by_group,
+    server_process,
+    servers,
+    table,
+)
 from bench.wrk import ENQUEUE_SCRIPT, WrkResult, available, run_wrk
 from bgchallenge.embedded import free_port
 from tests.support.processes import ServiceProcess
 from tests.support.results import fetch_rows
 
 
-def load(url: str, seconds: int, job_prefix: str) -> dict[int, WrkResult]:
-    """Enqueue at 32 and 64 connections, each run with job ids of its own."""
-    return {
+def load(url: str, seconds: int, job_prefix: str) -> tuple[dict[int, WrkResult], str]:
+    """Enqueue at 32 and 64 connections, each run with job ids of its own; answer the results
+    and the CPU each process used per request."""
+    before = cpu_seconds_by_group()
+    results = {
         c: run_wrk(
             url,
             connections=c,
@@ -28,18 +37,20 @@ def load(url: str, seconds: int, job_prefix: str) -> dict[int, WrkResult]:
         )
         for c in (32, 64)
     }
+    requests = sum(r.requests for r in results.values())
+    return results, cpu_per_item(before, cpu_seconds_by_group(), requests)
 
 
 def measure(env: Servers, seconds: int) -> None:
     rows = []
     with server_process("bench.ceiling", str(free_port())) as ceiling_url:
-        ceiling = load(ceiling_url, seconds, "c")
+        ceiling, ceiling_cpu = load(ceiling_url, seconds, "c")
     settings = env.fresh_settings()
     assert settings.database_url
     service = ServiceProcess(settings, "web")
     try:
         base = trio.run(service.wait_ready)["addresses"][0]
-        ours = load(base, seconds, "s")
+        ours, our_cpu = load(base, seconds, "s")
     finally:
         service.close()
     stored = len(fetch_rows(settings.database_url, "true"))
@@ -60,6 +71,8 @@ def measure(env: Servers, seconds: int) -> None:
         ]
     accepted = sum(r.requests - r.non_2xx for r in ours.values())
     rows.append(("rows stored / 202s answered", f"{stored} / {accepted}"))
+    rows.append(("CPU per request, ceiling", ceiling_cpu))
+    rows.append(("CPU per request, enqueue", our_cpu))
     print(table(f"enqueue, wrk -t1, {seconds} s per run", rows))
 
 

@@ -9,7 +9,15 @@ import httpx
 import psycopg
 import trio
 
-from bench.common import Servers, describe, server_process, servers, table
+from bench.common import (
+    Servers,
+    cpu_per_item,
+    cpu_seconds_by_group,
+    describe,
+    server_process,
+    servers,
+    table,
+)
 from bench.load import run_load
 from bench.wrk import available, run_wrk
 from bgchallenge.embedded import free_port
@@ -70,19 +78,25 @@ def measure_with_wrk(base: str, etag: str) -> list[tuple[str, str]]:
     url = base + "/results/list"
     seconds = int(SECONDS)
     pages = run_wrk(url, connections=CONNECTIONS, seconds=seconds)
+    before = cpu_seconds_by_group()
     ours = run_wrk(url, connections=CONNECTIONS, seconds=seconds, headers={"If-None-Match": etag})
+    our_cpu = cpu_per_item(before, cpu_seconds_by_group(), ours.requests)
     with server_process("bench.ceiling", str(free_port())) as ceiling_url:
+        before = cpu_seconds_by_group()
         ceiling = run_wrk(
             ceiling_url + "/results/list",
             connections=CONNECTIONS,
             seconds=seconds,
             headers={"If-None-Match": '"x"'},
         )
+        ceiling_cpu = cpu_per_item(before, cpu_seconds_by_group(), ceiling.requests)
     return [
         ("wrk: 200, 100 items a page", f"{pages.per_second:.0f} req/s, p99 {pages.p99_ms:.0f} ms"),
         ("wrk: 304", f"{ours.per_second:.0f} req/s, p99 {ours.p99_ms:.1f} ms"),
         ("wrk: framework ceiling for a 304", f"{ceiling.per_second:.0f} req/s"),
         ("wrk: 304 / ceiling", f"{ours.per_second / ceiling.per_second:.0%}"),
+        ("CPU per 304", our_cpu),
+        ("CPU per 304, ceiling", ceiling_cpu),
     ]
 
 
