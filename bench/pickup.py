@@ -1,4 +1,6 @@
-"""Pickup latency at idle: ``startedAt - createdAt`` over results enqueued one at a time.
+"""Pickup latency at idle: ``startedAt - createdAt`` over results enqueued one at a time, in
+both layouts: one process with every role (``serve``, the dev default) and the Procfile's
+(a web process and a worker process).
 
 python -m bench.pickup [COUNT]
 """
@@ -14,14 +16,22 @@ from bench.common import Servers, describe, origin_process, servers, table
 from tests.support.processes import ServiceProcess
 from tests.support.results import fetch_rows, wait_until_terminal
 
+# The first role of each layout serves the API.
+LAYOUTS = {
+    "one process (role all)": ("all",),
+    "Procfile layout (web + worker)": ("web", "worker"),
+}
 
-async def measure(env: Servers, origin_url: str, count: int) -> None:
+
+async def pickup_latencies(
+    env: Servers, origin_url: str, count: int, roles: tuple[str, ...]
+) -> list[float]:
     settings = env.fresh_settings()
     assert settings.database_url
-    service = ServiceProcess(settings, "all", BGC_WORKERS="8")
+    processes = [ServiceProcess(settings, role, BGC_WORKERS="8") for role in roles]
     try:
-        ready = await service.wait_ready()
-        async with httpx.AsyncClient(base_url=ready["addresses"][0]) as client:
+        readiness = [await process.wait_ready() for process in processes]
+        async with httpx.AsyncClient(base_url=readiness[0]["addresses"][0]) as client:
             for n in range(count):
                 response = await client.post(
                     "/results/enqueue",
@@ -32,17 +42,17 @@ async def measure(env: Servers, origin_url: str, count: int) -> None:
         await wait_until_terminal(settings.database_url, count, within=120)
         rows = fetch_rows(settings.database_url)
     finally:
-        service.close()
-    latencies = [(r["started_at"] - r["created_at"]).total_seconds() * 1000 for r in rows]
-    print(
-        table(
-            "pickup latency at idle (createdAt -> startedAt)",
-            [
-                ("results", str(count)),
-                ("latency ms", describe(latencies)),
-            ],
-        )
-    )
+        for process in processes:
+            process.close()
+    return [(r["started_at"] - r["created_at"]).total_seconds() * 1000 for r in rows]
+
+
+async def measure(env: Servers, origin_url: str, count: int) -> None:
+    rows = [("results per layout", str(count))]
+    for layout, roles in LAYOUTS.items():
+        latencies = await pickup_latencies(env, origin_url, count, roles)
+        rows.append((f"{layout}, ms", describe(latencies)))
+    print(table("pickup latency at idle (createdAt -> startedAt)", rows))
 
 
 if __name__ == "__main__":
