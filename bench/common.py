@@ -44,7 +44,7 @@ class Servers:
             port=0,
             allow_networks=LOOPBACK,
         )
-        return Settings(**{**settings.__dict__, **changes})  # type: ignore[arg-type]
+        return Settings(**{**settings.__dict__, **changes})
 
 
 @contextmanager
