@@ -123,10 +123,9 @@ CPU_GROUPS = (
 )
 
 
-def cpu_seconds_by_group() -> dict[str, float]:
+def _cpu_seconds_by_group() -> dict[str, float]:
     """CPU seconds (user + system, all threads) used so far by each group of processes, and by
-    this benchmark process as "benchmark". Processes that exit between two readings are lost,
-    so take the second reading before stopping anything."""
+    this benchmark process as "benchmark"."""
     ticks = os.sysconf("SC_CLK_TCK")
     totals = {name: 0.0 for _, name in CPU_GROUPS} | {"benchmark": 0.0}
     for entry in Path("/proc").iterdir():
@@ -148,8 +147,16 @@ def cpu_seconds_by_group() -> dict[str, float]:
     return totals
 
 
-def cpu_per_item(before: dict[str, float], after: dict[str, float], items: int) -> str:
-    """Milliseconds of CPU per item, for each group that used any, and their total."""
-    used = {name: (after[name] - before[name]) * 1000 / items for name in after}
-    parts = [f"{name} {ms:.2f}" for name, ms in used.items() if ms >= 0.01]
-    return ", ".join(parts) + f"; total {sum(used.values()):.2f} ms"
+class CpuMeter:
+    """The CPU each group of processes uses from now on. A process that exits before
+    `per_item` is called is lost from the count, so call it before stopping anything."""
+
+    def __init__(self) -> None:
+        self.before = _cpu_seconds_by_group()
+
+    def per_item(self, items: int) -> str:
+        """Milliseconds of CPU per item so far, for each group that used any, and their total."""
+        after = _cpu_seconds_by_group()
+        used = {name: (after[name] - self.before[name]) * 1000 / items for name in after}
+        parts = [f"{name} {ms:.2f}" for name, ms in used.items() if ms >= 0.01]
+        return ", ".join(parts) + f"; total {sum(used.values()):.2f} ms"

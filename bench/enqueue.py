@@ -11,9 +11,8 @@ import sys
 import trio
 
 from bench.common import (
+    CpuMeter,
     Servers,
-    cpu_per_item,
-    cpu_seconds_by_group,
     server_process,
     servers,
     table,
@@ -27,7 +26,7 @@ from tests.support.results import fetch_rows
 def load(url: str, seconds: int, job_prefix: str) -> tuple[dict[int, WrkResult], str]:
     """Enqueue at 32 and 64 connections, each run with job ids of its own; answer the results
     and the CPU each process used per request."""
-    before = cpu_seconds_by_group()
+    cpu = CpuMeter()
     results = {
         c: run_wrk(
             url,
@@ -38,7 +37,7 @@ def load(url: str, seconds: int, job_prefix: str) -> tuple[dict[int, WrkResult],
         for c in (32, 64)
     }
     requests = sum(r.requests for r in results.values())
-    return results, cpu_per_item(before, cpu_seconds_by_group(), requests)
+    return results, cpu.per_item(requests)
 
 
 def measure(env: Servers, seconds: int) -> None:

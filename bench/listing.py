@@ -10,9 +10,8 @@ import psycopg
 import trio
 
 from bench.common import (
+    CpuMeter,
     Servers,
-    cpu_per_item,
-    cpu_seconds_by_group,
     describe,
     server_process,
     servers,
@@ -78,18 +77,18 @@ def measure_with_wrk(base: str, etag: str) -> list[tuple[str, str]]:
     url = base + "/results/list"
     seconds = int(SECONDS)
     pages = run_wrk(url, connections=CONNECTIONS, seconds=seconds)
-    before = cpu_seconds_by_group()
+    cpu = CpuMeter()
     ours = run_wrk(url, connections=CONNECTIONS, seconds=seconds, headers={"If-None-Match": etag})
-    our_cpu = cpu_per_item(before, cpu_seconds_by_group(), ours.requests)
+    our_cpu = cpu.per_item(ours.requests)
     with server_process("bench.ceiling", str(free_port())) as ceiling_url:
-        before = cpu_seconds_by_group()
+        cpu = CpuMeter()
         ceiling = run_wrk(
             ceiling_url + "/results/list",
             connections=CONNECTIONS,
             seconds=seconds,
             headers={"If-None-Match": '"x"'},
         )
-        ceiling_cpu = cpu_per_item(before, cpu_seconds_by_group(), ceiling.requests)
+        ceiling_cpu = cpu.per_item(ceiling.requests)
     return [
         ("wrk: 200, 100 items a page", f"{pages.per_second:.0f} req/s, p99 {pages.p99_ms:.0f} ms"),
         ("wrk: 304", f"{ours.per_second:.0f} req/s, p99 {ours.p99_ms:.1f} ms"),

@@ -16,9 +16,8 @@ import trio
 from botocore.config import Config
 
 from bench.common import (
+    CpuMeter,
     Servers,
-    cpu_per_item,
-    cpu_seconds_by_group,
     origin_process,
     servers,
     table,
@@ -43,16 +42,16 @@ async def service_rate(env: Servers, origin_url: str, count: int) -> Rate:
     try:
         await service.wait_ready()
         urls = [f"{origin_url}/files/t{n}.png?size={SIZE}" for n in range(count)]
-        before = cpu_seconds_by_group()
+        cpu = CpuMeter()
         insert_results(settings.database_url, urls)
         await wait_until_terminal(settings.database_url, count, within=600)
-        cpu = cpu_per_item(before, cpu_seconds_by_group(), count)
+        cpu_per_result = cpu.per_item(count)
         rows = fetch_rows(settings.database_url)
     finally:
         service.close()
     assert {r["status"] for r in rows} == {"succeeded"}
     span = max(r["ended_at"] for r in rows) - min(r["created_at"] for r in rows)
-    return Rate(count / span.total_seconds(), cpu)
+    return Rate(count / span.total_seconds(), cpu_per_result)
 
 
 async def raw_rate(env: Servers, origin_url: str, count: int) -> Rate:
@@ -73,13 +72,13 @@ async def raw_rate(env: Servers, origin_url: str, count: int) -> Rate:
                     limiter=limiter,
                 )
 
-        before = cpu_seconds_by_group()
+        cpu = CpuMeter()
         started = time.monotonic()
         async with trio.open_nursery() as nursery:
             for _ in range(CONCURRENCY):
                 nursery.start_soon(copier)
         per_second = count / (time.monotonic() - started)
-        return Rate(per_second, cpu_per_item(before, cpu_seconds_by_group(), count))
+        return Rate(per_second, cpu.per_item(count))
 
 
 async def measure(env: Servers, origin_url: str, count: int) -> None:
