@@ -11,8 +11,8 @@ import trio
 from psycopg.rows import dict_row
 
 
-async def eventually(condition: Callable[[], bool], *, interval: float = 0.05) -> None:
-    """Poll ``condition`` (state outside this process: nothing to wait on) until it holds."""
+async def eventually(condition: Callable[[], object], *, interval: float = 0.05) -> None:
+    """Poll ``condition`` (state outside this process: nothing to wait on) until it is truthy."""
     while True:
         if condition():
             return

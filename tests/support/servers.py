@@ -103,7 +103,8 @@ class PrivatePostgres:
             self.running = False
 
     def _pg_ctl(self, *args: str) -> None:
-        from pgserver._commands import pg_ctl
+        # pgserver creates its command wrappers at import, out of mypy's sight.
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
 
         pg_ctl(list(args), pgdata=self.data_dir, user=self.handle.system_user, timeout=60)
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
 import trio
 
 from tests.conftest import IO_GUARD_SECONDS, RunningService
 
 
-async def enqueue(service: RunningService, name: str) -> dict:
+async def enqueue(service: RunningService, name: str) -> dict[str, Any]:
     response = await service.client.post(
         "/results/enqueue", json={"jobId": "j", "url": f"https://cdn.example.com/{name}"}
     )

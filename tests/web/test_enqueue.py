@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import psycopg
 import pytest
@@ -15,7 +16,7 @@ from tests.conftest import IO_GUARD_SECONDS, RunningService, start_service
 JSON = {"Content-Type": "application/json"}
 
 
-async def post(service: RunningService, body: object, **headers: str) -> tuple[int, dict]:
+async def post(service: RunningService, body: object, **headers: str) -> tuple[int, dict[str, Any]]:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     response = await service.client.post(
         "/results/enqueue", content=raw, headers={**JSON, **headers}
