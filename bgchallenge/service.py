@@ -69,6 +69,7 @@ def work_context(
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
             max_bytes=settings.max_bytes,
+            min_rate=settings.min_rate,
         ),
         storage=storage,
         settings=settings,

@@ -41,6 +41,8 @@ class Settings:
     retry_delays: tuple[float, ...] = (1.0, 4.0, 8.0)
     connect_timeout: float = 10.0
     read_timeout: float = 30.0
+    attempt_seconds: float = 600.0
+    min_rate: int = 16 * 1024
     db_pool_size: int = 10
     s3_threads: int = 16
 
@@ -67,6 +69,8 @@ class Settings:
             retry_delays=reader.get("BGC_RETRY_DELAYS", _delays, cls.retry_delays),
             connect_timeout=reader.get("BGC_CONNECT_TIMEOUT", _seconds, cls.connect_timeout),
             read_timeout=reader.get("BGC_READ_TIMEOUT", _seconds, cls.read_timeout),
+            attempt_seconds=reader.get("BGC_ATTEMPT_SECONDS", _seconds, cls.attempt_seconds),
+            min_rate=reader.get("BGC_MIN_RATE", _int_in(0, 1024**3), cls.min_rate),
             db_pool_size=reader.get("BGC_DB_POOL_SIZE", _int_in(2, 1000), cls.db_pool_size),
             s3_threads=reader.get("BGC_S3_THREADS", _int_in(1, 1000), cls.s3_threads),
         )

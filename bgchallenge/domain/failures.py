@@ -76,5 +76,24 @@ def check_image_headers(
     return None
 
 
+def check_content_encoding(content_encoding: str | None) -> Failure | None:
+    """Only the identity encoding is accepted: the size limit must count the bytes stored.
+
+    The fetcher asks for ``Accept-Encoding: identity``; an origin that compresses anyway sends
+    bytes that are not an image as they stand (and may inflate to far past the limit).
+    """
+    codings = [c.strip().lower() for c in (content_encoding or "").split(",")]
+    if all(coding in ("", "identity") for coding in codings):
+        return None
+    shown = (content_encoding or "").strip()
+    return Failure("not_an_image", f"the body is compressed (Content-Encoding: {shown})")
+
+
+def too_slow(min_bytes: int, window: float) -> Failure:
+    return Failure(
+        "origin_unavailable", f"too slow: fewer than {min_bytes} bytes in {window:g} s of waiting"
+    )
+
+
 def too_large(received: int, max_bytes: int) -> Failure:
     return Failure("too_large", f"more than {max_bytes} bytes received ({received} so far)")

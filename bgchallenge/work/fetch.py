@@ -2,16 +2,20 @@
 
 One `httpx.AsyncClient` with timeouts; its network backend checks every address it connects to
 (every redirect hop included, and the address actually connected to, so a name that resolves
-differently a second time cannot slip through). Errors surface as `Failure`s.
+differently a second time cannot slip through). Errors surface as `Failure`s whose messages
+name no address the service resolved and say the same for every way a connection can fail
+(refused, unreachable, timed out, unresolvable): clients must not map the service's network
+through them. The detail goes to the service's own log.
 """
 
 from __future__ import annotations
 
+import logging
 import socket
-from collections.abc import AsyncIterator, Iterable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
+from contextlib import aclosing, asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httpcore
 import httpx
@@ -19,14 +23,21 @@ import trio
 
 from bgchallenge.domain.failures import (
     Failure,
+    check_content_encoding,
     check_image_headers,
     failure_for_status,
     too_large,
+    too_slow,
 )
 from bgchallenge.domain.network import AddressGuard
+from bgchallenge.domain.rate import RateFloor
+
+log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 5
 HEAD_REFUSED = (403, 405)  # a presigned GET URL is signed for GET only
+BLOCKED_MESSAGE = "the host's address is not allowed"
+CONNECT_FAILED_MESSAGE = "could not connect to the origin"
 
 
 class BlockedAddress(Exception):
@@ -104,9 +115,17 @@ class Fetcher:
     """Validates and streams remote images. Every method raises only `Failure` (and Cancelled)."""
 
     def __init__(
-        self, guard: AddressGuard, *, connect_timeout: float, read_timeout: float, max_bytes: int
+        self,
+        guard: AddressGuard,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        max_bytes: int,
+        min_rate: int = 0,
     ) -> None:
         self.max_bytes = max_bytes
+        self.min_rate = min_rate
+        self.rate_window = read_timeout
         self.client = httpx.AsyncClient(
             transport=guarded_transport(guard),
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
@@ -122,7 +141,10 @@ class Fetcher:
     async def open(self, url: str) -> AsyncIterator[Download]:
         """Check the file with HEAD (or on the GET headers when HEAD is refused), then stream it.
 
-        The yielded download's chunks stop with a ``too_large`` failure past the size limit.
+        The yielded download's chunks are the bytes as sent (a compressed body is refused, never
+        decoded); they stop with a ``too_large`` failure past the size limit, and with an
+        ``origin_unavailable`` one when fewer than ``min_rate`` bytes arrive in a read timeout's
+        worth of waiting.
         """
         with _mapped_errors():
             head = await self.client.head(url)
@@ -130,28 +152,50 @@ class Fetcher:
                 self._check(head, "HEAD")
             async with self.client.stream("GET", url) as response:
                 self._check(response, "GET")
-                yield Download(
-                    content_type=response.headers["Content-Type"].strip(),
-                    chunks=self._limited(response),
-                )
+                async with aclosing(self._limited(response)) as chunks:
+                    yield Download(
+                        content_type=response.headers["Content-Type"].strip(), chunks=chunks
+                    )
 
     def _check(self, response: httpx.Response, method: str) -> None:
-        failure = failure_for_status(response.status_code, method) or check_image_headers(
-            response.headers.get("Content-Type"),
-            response.headers.get("Content-Length"),
-            self.max_bytes,
+        failure = (
+            failure_for_status(response.status_code, method)
+            or check_content_encoding(response.headers.get("Content-Encoding"))
+            or check_image_headers(
+                response.headers.get("Content-Type"),
+                response.headers.get("Content-Length"),
+                self.max_bytes,
+            )
         )
         if failure:
             raise failure
 
-    async def _limited(self, response: httpx.Response) -> AsyncIterator[bytes]:
+    async def _limited(self, response: httpx.Response) -> AsyncGenerator[bytes, None]:
+        """The raw body (``aiter_bytes`` would decode whatever encoding arrived), checked.
+
+        The rate is measured on the time spent waiting for the origin only: the time the consumer
+        spends uploading a part is not the origin's (its bytes wait in the socket buffer).
+        """
         received = 0
+        waited = 0.0
+        floor = RateFloor(self.min_rate, self.rate_window)
         with _mapped_errors():
-            async for chunk in response.aiter_bytes():
-                received += len(chunk)
-                if received > self.max_bytes:
-                    raise too_large(received, self.max_bytes)
-                yield chunk
+            # httpx annotates it as an iterator; it is an async generator, closed here on time
+            raw_body = cast(AsyncGenerator[bytes, None], response.aiter_raw())
+            async with aclosing(raw_body) as raw:
+                while True:
+                    before = trio.current_time()
+                    try:
+                        chunk = await anext(raw)
+                    except StopAsyncIteration:
+                        return
+                    waited += trio.current_time() - before
+                    received += len(chunk)
+                    if received > self.max_bytes:
+                        raise too_large(received, self.max_bytes)
+                    if not floor.received(len(chunk), waited):
+                        raise too_slow(self.min_rate, self.rate_window)
+                    yield chunk
 
 
 @contextmanager
@@ -159,7 +203,11 @@ def _mapped_errors() -> Iterator[None]:
     try:
         yield
     except BlockedAddress as exc:
-        raise Failure("blocked_address", str(exc)) from exc
+        log.warning("origin address refused", extra={"detail": str(exc)})
+        raise Failure("blocked_address", BLOCKED_MESSAGE) from exc
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        log.info("origin connection failed", extra={"detail": f"{type(exc).__name__}: {exc}"})
+        raise Failure("origin_unavailable", CONNECT_FAILED_MESSAGE) from exc
     except (httpx.TooManyRedirects, httpx.UnsupportedProtocol) as exc:
         raise Failure("bad_redirect", str(exc)) from exc
     except httpx.InvalidURL as exc:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import math
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing
 
 import trio
 
@@ -20,17 +22,37 @@ async def copy_to_bucket(
     storage: Storage,
     *,
     part_size: int,
+    attempt_seconds: float = math.inf,
     observe_download: Callable[[float], None] = lambda seconds: None,
 ) -> StoredObject:
-    """Copy the claimed URL into the bucket; raise `Failure` saying what went wrong.
+    """Copy the claimed URL into the bucket within ``attempt_seconds``; raise `Failure` saying
+    what went wrong (``origin_unavailable``, transient, when the time runs out).
 
     Cancellation: the download stops, the multipart upload (if any) is aborted, and Cancelled
     propagates.
     """
+    with trio.move_on_after(attempt_seconds):
+        # the deadline cancels like any cancellation: the upload is aborted on the way out
+        return await _copy(
+            claim, fetcher, storage, part_size=part_size, observe_download=observe_download
+        )
+    raise Failure(
+        "origin_unavailable", f"too slow: the attempt took longer than {attempt_seconds:g} s"
+    )
+
+
+async def _copy(
+    claim: Claim,
+    fetcher: Fetcher,
+    storage: Storage,
+    *,
+    part_size: int,
+    observe_download: Callable[[float], None],
+) -> StoredObject:
     key = object_key(claim.id, claim.object_path)
     started = trio.current_time()
 
-    async def timed(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async def timed(chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
         async for chunk in chunks:
             yield chunk
         observe_download(trio.current_time() - started)
@@ -39,12 +61,9 @@ async def copy_to_bucket(
         try:
             if claim.attempts > 1:  # an earlier attempt's process may have died mid-upload
                 await storage.abort_uploads_of(key)
-            return await upload_stream(
-                storage,
-                key,
-                download.content_type,
-                timed(download.chunks),
-                part_size=part_size,
-            )
+            async with aclosing(timed(download.chunks)) as chunks:
+                return await upload_stream(
+                    storage, key, download.content_type, chunks, part_size=part_size
+                )
         except (StorageUnavailable, StorageRejected) as exc:
             raise Failure("storage_unavailable", str(exc)) from exc

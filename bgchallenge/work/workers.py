@@ -144,6 +144,7 @@ async def run_attempt(ctx: WorkContext, claim: Claim) -> None:
                         ctx.fetcher,
                         ctx.storage,
                         part_size=ctx.settings.part_size,
+                        attempt_seconds=ctx.settings.attempt_seconds,
                         observe_download=ctx.metrics.download_seconds.observe,
                     )
                 except Failure as failure:

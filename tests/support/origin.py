@@ -8,6 +8,9 @@
     chunked=1         GET sends no Content-Length
     fail=N            the first N GETs of this name answer 503
     slow=SECONDS      pause between 64 KiB chunks
+    trickle=SECONDS   send the body one byte at a time, pausing before each
+    gzip=1            the body is ``size`` zero bytes gzip-compressed (a "gzip bomb"), sent with
+                      Content-Encoding: gzip (GET and HEAD) and its compressed length
     redirect=URL      answer 302 to URL (GET and HEAD)
 
 It counts requests by (method, name), so tests can say "fetched exactly once".
@@ -15,6 +18,8 @@ It counts requests by (method, name), so tests can say "fetched exactly once".
 
 from __future__ import annotations
 
+import functools
+import gzip
 import hashlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -38,6 +43,11 @@ def body_chunks(size: int) -> Iterator[bytes]:
         piece = _PATTERN[: min(CHUNK, remaining)]
         remaining -= len(piece)
         yield piece
+
+
+@functools.cache
+def gzip_bomb(size: int) -> bytes:
+    return gzip.compress(bytes(size), compresslevel=9)
 
 
 def body_sha256(size: int) -> str:
@@ -80,28 +90,48 @@ class Origin:
             await self._start(send, 302, [(b"location", knobs["redirect"].encode())])
             await send({"type": "http.response.body", "body": b""})
             return
+        encoding: list[tuple[bytes, bytes]] = []
+        if knobs.get("gzip") == "1":
+            encoding = [(b"content-encoding", b"gzip")]
+            size = len(gzip_bomb(size))
         if method == "HEAD":
             length = knobs.get("head_length", str(size)).encode()
             await self._start(
                 send,
                 int(knobs.get("head", status)),
-                [(b"content-type", content_type), (b"content-length", length)],
+                [(b"content-type", content_type), (b"content-length", length), *encoding],
             )
             await send({"type": "http.response.body", "body": b""})
             return
         self.get_times.setdefault(name, []).append(trio.current_time())
         if self.requests[("GET", name)] <= int(knobs.get("fail", 0)):
             status = 503
-        headers = [(b"content-type", content_type)]
+        headers = [(b"content-type", content_type), *encoding]
         if knobs.get("chunked") != "1":
             headers.append((b"content-length", str(size).encode()))
         await self._start(send, status, headers)
-        slow = float(knobs.get("slow", 0))
-        for piece in body_chunks(size if status == 200 else 0):
-            if slow:
-                await trio.sleep(slow)
-            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        if status != 200:
+            pass
+        elif encoding:
+            bomb = gzip_bomb(int(knobs.get("size", 1000)))
+            await send({"type": "http.response.body", "body": bomb, "more_body": True})
+        elif "trickle" in knobs:
+            await self._trickle(send, size, float(knobs["trickle"]))
+        else:
+            slow = float(knobs.get("slow", 0))
+            for piece in body_chunks(size):
+                if slow:
+                    await trio.sleep(slow)
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
+
+    @staticmethod
+    async def _trickle(send: Send, size: int, pause: float) -> None:
+        for piece in body_chunks(size):
+            for index in range(len(piece)):
+                await trio.sleep(pause)
+                byte = piece[index : index + 1]
+                await send({"type": "http.response.body", "body": byte, "more_body": True})
 
     @staticmethod
     async def _start(send: Send, status: int, headers: list[tuple[bytes, bytes]]) -> None:

@@ -60,3 +60,16 @@ def test_every_problem_is_one_clear_line() -> None:
 def test_database_is_required_to_serve() -> None:
     with pytest.raises(SettingsError, match="DATABASE_URL: not set"):
         Settings.from_env({}).require_database()
+
+
+def test_attempt_bounds() -> None:
+    defaults = Settings.from_env({})
+    assert defaults.attempt_seconds == 600 and defaults.min_rate == 16 * 1024
+    settings = Settings.from_env({"BGC_ATTEMPT_SECONDS": "90.5", "BGC_MIN_RATE": "0"})
+    assert settings.attempt_seconds == 90.5 and settings.min_rate == 0
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"BGC_ATTEMPT_SECONDS": "soon", "BGC_MIN_RATE": "-1"})
+    assert caught.value.problems == [
+        "BGC_ATTEMPT_SECONDS: not a number of seconds: 'soon'",
+        "BGC_MIN_RATE: must be between 0 and 1073741824, not -1",
+    ]
