@@ -1,5 +1,8 @@
 """The address guard, and the network backend that enforces it before any socket is opened.
 
+The guard's lists are explicit: no test here may pass only because of what the running Python's
+`ipaddress` calls global (which changed with the fix for CVE-2024-4032).
+
 The backend tests resolve names (the real resolver for "localhost" and literals, a custom
 trio resolver otherwise) but never connect: the real connecting backend is replaced by a
 recorder. They run on the real clock under `fail_after` (never the autojump clock, which would
@@ -17,8 +20,9 @@ import httpcore
 import pytest
 import trio
 
-from bgchallenge.domain.network import AddressGuard
-from bgchallenge.work.fetch import BlockedAddress, GuardedBackend
+from bgchallenge.domain.failures import Failure
+from bgchallenge.domain.network import DENIED_IPV4, DENIED_IPV6, AddressGuard
+from bgchallenge.work.fetch import BLOCKED_MESSAGE, BlockedAddress, Fetcher, GuardedBackend
 
 GUARD_SECONDS = 10
 
@@ -54,9 +58,45 @@ BLOCKED = [
     "::ffff:169.254.169.254",
     "::ffff:224.0.0.1",
     "::ffff:0.0.0.0",
+    "192.0.2.1",  # documentation
+    "198.51.100.7",
+    "203.0.113.255",
+    "198.18.0.1",  # benchmarking
+    "198.19.255.254",
+    "240.0.0.1",  # reserved
+    "100::1",  # discard-only
+    "2001:db8::1",  # documentation
+    "2001:2::1",  # benchmarking
+    "fec0::1",  # deprecated site-local
+    "64:ff9b::a9fe:a9fe",  # NAT64 (well-known prefix) onto the metadata address
+    "2002:a9fe:a9fe::1",  # 6to4 onto the metadata address
+    # Python 3.11.7's is_global calls these global (before the CVE-2024-4032 fix, or in
+    # registries newer than the interpreter): only an explicit list refuses them.
+    "64:ff9b:1::a9fe:a9fe",  # RFC 8215 local-use NAT64 carrying 169.254.169.254
+    "64:ff9b:1::808:808",  # the whole local-use prefix: its layout is the operator's choice
+    "192.0.0.8",  # IETF protocol assignments
+    "192.0.0.171",
+    "192.88.99.1",  # 6to4 relay anycast
+    "::808:808",  # IPv4-compatible (deprecated): no route reaches it
+    "3fff::1",  # documentation (RFC 9637)
+    "5f00::1",  # segment routing SIDs (RFC 9602)
+    "4000::1",  # unassigned
+    "2001:0:4136:e378:8000:63bf:f7f7:f7f7",  # Teredo, server and client (8.8.8.8) public
 ]
 
-PUBLIC = ["8.8.8.8", "1.1.1.1", "93.184.216.34", "2001:4860:4860::8888", "::ffff:8.8.8.8"]
+PUBLIC = [
+    "8.8.8.8",
+    "1.1.1.1",
+    "93.184.216.34",
+    "2001:4860:4860::8888",
+    "::ffff:8.8.8.8",
+    "64:ff9b::808:808",  # NAT64 onto a public address: every IPv4 origin on an IPv6-only host
+    "2002:808:808::1",
+    "2606:4700::1111",
+    "192.31.196.1",  # AS112: globally reachable, though in the special-purpose registry
+    "223.255.255.254",
+    "2c0f:ffff::1",
+]
 
 
 @pytest.mark.parametrize("address", BLOCKED)
@@ -68,6 +108,48 @@ def test_blocked_addresses(address: str) -> None:
 def test_public_addresses(address: str) -> None:
     assert AddressGuard().allows(address)
     assert AddressGuard().allows(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize("answer", [True, False])
+def test_the_guard_does_not_ask_the_interpreter_what_is_global(
+    monkeypatch: pytest.MonkeyPatch, answer: bool
+) -> None:
+    # Whatever this Python's ipaddress believes, the guard answers the same.
+    for cls in (ipaddress.IPv4Address, ipaddress.IPv6Address):
+        for name in (
+            "is_global",
+            "is_private",
+            "is_reserved",
+            "is_multicast",
+            "is_loopback",
+            "is_link_local",
+            "is_unspecified",
+        ):
+            monkeypatch.setattr(cls, name, property(lambda self: answer))
+    guard = AddressGuard()
+    assert [a for a in BLOCKED if guard.allows(a)] == []
+    assert [a for a in PUBLIC if not guard.allows(a)] == []
+
+
+def test_the_deny_lists_cover_the_registries_non_global_blocks() -> None:
+    def covered(cidr: str) -> bool:
+        network = ipaddress.ip_network(cidr)
+        lists: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
+            DENIED_IPV4 if network.version == 4 else DENIED_IPV6
+        )
+        return any(network.subnet_of(denied) for denied in lists)  # type: ignore[arg-type]
+
+    # IANA's special-purpose registries, "globally reachable: false" (and multicast)
+    not_global = [
+        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+        "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16",
+        "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+        "255.255.255.255/32",
+        "::/128", "::1/128", "64:ff9b:1::/48", "100::/64", "2001::/23", "2001::/32",
+        "2001:2::/48", "2001:10::/28", "2001:db8::/32", "3fff::/20", "5f00::/16", "fc00::/7",
+        "fe80::/10", "fec0::/10", "ff00::/8",
+    ]  # fmt: skip
+    assert [cidr for cidr in not_global if not covered(cidr)] == []
 
 
 def test_just_outside_the_private_ranges_is_public() -> None:
@@ -226,7 +308,25 @@ async def test_unix_sockets_are_refused() -> None:
         ("2002:7f00:1::1", False),  # 6to4 onto loopback
         ("2002:808:808::1", True),
         ("2001:0:4136:e378:8000:63bf:f5ff:fffe", False),  # Teredo: client 10.0.0.1
+        ("2001:0:4136:e378:8000:63bf:f7f7:f7f7", False),  # Teredo: client 8.8.8.8, refused too
+        ("64:ff9b:1::a9fe:a9fe", False),  # local-use NAT64: refused whatever it carries
+        ("::ffff:a9fe:a9fe", False),
+        ("::ffff:808:808", True),
     ],
 )
 def test_ipv6_forms_carrying_an_ipv4_address_are_judged_by_it(address: str, allowed: bool) -> None:
     assert AddressGuard().allows(address) is allowed
+
+
+async def test_a_blocked_name_fails_without_naming_its_addresses() -> None:
+    trio.socket.set_custom_hostname_resolver(FixedResolver(["10.1.2.3", "fd00::7"]))
+    fetcher = Fetcher(AddressGuard(), connect_timeout=5, read_timeout=5, max_bytes=1000)
+    try:
+        with trio.fail_after(GUARD_SECONDS), pytest.raises(Failure) as caught:
+            async with fetcher.open("http://internal.test/a.png"):
+                pass
+    finally:
+        await fetcher.aclose()
+    assert caught.value.code == "blocked_address"
+    assert caught.value.message == BLOCKED_MESSAGE
+    assert "10.1.2.3" not in str(caught.value) and "fd00" not in str(caught.value)
