@@ -146,7 +146,7 @@ class Fetcher:
         ``origin_unavailable`` one when fewer than ``min_rate`` bytes arrive in a read timeout's
         worth of waiting.
         """
-        with _mapped_errors():
+        with _mapped_errors(url):
             head = await self.client.head(url)
             if head.status_code not in HEAD_REFUSED:
                 self._check(head, "HEAD")
@@ -179,7 +179,7 @@ class Fetcher:
         received = 0
         waited = 0.0
         floor = RateFloor(self.min_rate, self.rate_window)
-        with _mapped_errors():
+        with _mapped_errors(str(response.url)):
             # httpx annotates it as an iterator; it is an async generator, closed here on time
             raw_body = cast(AsyncGenerator[bytes, None], response.aiter_raw())
             async with aclosing(raw_body) as raw:
@@ -199,14 +199,15 @@ class Fetcher:
 
 
 @contextmanager
-def _mapped_errors() -> Iterator[None]:
+def _mapped_errors(url: str) -> Iterator[None]:
     try:
         yield
     except BlockedAddress as exc:
-        log.warning("origin address refused", extra={"detail": str(exc)})
+        log.warning("origin address refused", extra={"url": url, "detail": str(exc)})
         raise Failure("blocked_address", BLOCKED_MESSAGE) from exc
     except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-        log.info("origin connection failed", extra={"detail": f"{type(exc).__name__}: {exc}"})
+        detail = f"{type(exc).__name__}: {exc}"
+        log.info("origin connection failed", extra={"url": url, "detail": detail})
         raise Failure("origin_unavailable", CONNECT_FAILED_MESSAGE) from exc
     except (httpx.TooManyRedirects, httpx.UnsupportedProtocol) as exc:
         raise Failure("bad_redirect", str(exc)) from exc

@@ -22,7 +22,13 @@ import trio
 
 from bgchallenge.domain.failures import Failure
 from bgchallenge.domain.network import DENIED_IPV4, DENIED_IPV6, AddressGuard
-from bgchallenge.work.fetch import BLOCKED_MESSAGE, BlockedAddress, Fetcher, GuardedBackend
+from bgchallenge.work.fetch import (
+    BLOCKED_MESSAGE,
+    CONNECT_FAILED_MESSAGE,
+    BlockedAddress,
+    Fetcher,
+    GuardedBackend,
+)
 
 GUARD_SECONDS = 10
 
@@ -330,3 +336,23 @@ async def test_a_blocked_name_fails_without_naming_its_addresses() -> None:
     assert caught.value.code == "blocked_address"
     assert caught.value.message == BLOCKED_MESSAGE
     assert "10.1.2.3" not in str(caught.value) and "fd00" not in str(caught.value)
+
+
+class FailingResolver(FixedResolver):
+    async def getaddrinfo(self, *args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+
+async def test_an_unknown_name_reads_like_any_connection_failure() -> None:
+    trio.socket.set_custom_hostname_resolver(FailingResolver([]))
+    fetcher = Fetcher(AddressGuard(), connect_timeout=5, read_timeout=5, max_bytes=1000)
+    try:
+        with trio.fail_after(GUARD_SECONDS), pytest.raises(Failure) as caught:
+            async with fetcher.open("http://no-such-host.test/a.png"):
+                pass
+    finally:
+        await fetcher.aclose()
+    assert (caught.value.code, caught.value.message) == (
+        "origin_unavailable",
+        CONNECT_FAILED_MESSAGE,
+    )
