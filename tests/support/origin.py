@@ -110,14 +110,12 @@ class Origin:
         if knobs.get("chunked") != "1":
             headers.append((b"content-length", str(size).encode()))
         await self._start(send, status, headers)
-        if status != 200:
-            pass
-        elif encoding:
+        if status == 200 and encoding:
             bomb = gzip_bomb(int(knobs.get("size", 1000)))
             await send({"type": "http.response.body", "body": bomb, "more_body": True})
-        elif "trickle" in knobs:
+        elif status == 200 and "trickle" in knobs:
             await self._trickle(send, size, float(knobs["trickle"]))
-        else:
+        elif status == 200:
             slow = float(knobs.get("slow", 0))
             for piece in body_chunks(size):
                 if slow:
