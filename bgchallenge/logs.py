@@ -60,7 +60,7 @@ class _AsPrepared(logging.Formatter):
         return record.getMessage()
 
 
-class _Enqueue(logging.handlers.QueueHandler):
+class NonBlockingQueueHandler(logging.handlers.QueueHandler):
     """Formats on the caller's thread (`prepare`), never waits for room in the queue."""
 
     def __init__(self, pending: queue.Queue[logging.LogRecord | None]) -> None:
@@ -123,7 +123,7 @@ def configure_logging(
     """Route every log line to stdout through a writer thread; the caller must `stop` it."""
     lines = TextFormatter() if sys.stdout.isatty() else JsonFormatter()
     pending: queue.Queue[logging.LogRecord | None] = queue.Queue(max_pending)
-    enqueue = _Enqueue(pending)
+    enqueue = NonBlockingQueueHandler(pending)
     enqueue.setFormatter(lines)
     root = logging.getLogger()
     root.handlers[:] = [enqueue]
