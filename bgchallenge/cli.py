@@ -117,7 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"bgchallenge: {line}", file=sys.stderr)
         return EXIT_USAGE
 
-    configure_logging()
+    # the thread writing log lines to stdout lives as long as the command; stopped below
+    log_writer = configure_logging()
     try:
         if args.command == "migrate":
             return _migrate(settings)
@@ -131,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if failure is None:
             raise
         return _fail(f"{type(failure).__name__}: {failure}", EXIT_FAILURE)
+    finally:
+        log_writer.stop()  # writes every line still queued: none logged before exit is lost
 
 
 def _serve(settings: Settings, role: str) -> int:

@@ -1,7 +1,8 @@
 """Prometheus metrics of one process, in a registry of its own (passed down, never global).
 
-Counters count events in this process; the queue gauges are read from PostgreSQL at scrape
-time, so they are the same whichever process is scraped.
+Counters count events in this process; the queue gauges are read from PostgreSQL when
+scraped (at most every few seconds: bgchallenge.web.app), so they are the same whichever
+process is scraped.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class Metrics:
         )
         self.queue = Gauge(
             "bgc_queue",
-            "Results by state (from the database at scrape time): "
+            "Results by state (from the database, read at most every 5 s): "
             "queued, due (queued and due now), running.",
             ["state"],
             registry=r,

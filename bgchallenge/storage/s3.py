@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+HEALTH_THREADS = 1
+
 
 class StorageUnavailable(Exception):
     """S3 could not be reached, timed out, or answered with a server error."""
@@ -57,6 +59,10 @@ class Storage:
         self.client = client
         self.bucket = bucket
         self.limiter = trio.CapacityLimiter(threads)
+        # Health checks are unauthenticated: a flood of them, or a check abandoned while boto3
+        # still waits, must never hold a thread the uploads need. One is enough: /health
+        # shares one check among concurrent requests (bgchallenge.web.recent).
+        self.health_limiter = trio.CapacityLimiter(HEALTH_THREADS)
         self.observe = observe  # (operation, seconds) of every call that returned
 
     @classmethod
@@ -82,9 +88,16 @@ class Storage:
         return cls(client, bucket, threads, observe)
 
     async def call(
-        self, function: Callable[..., T], /, *, abandon_on_cancel: bool = False, **kwargs: Any
+        self,
+        function: Callable[..., T],
+        /,
+        *,
+        abandon_on_cancel: bool = False,
+        limiter: trio.CapacityLimiter | None = None,
+        **kwargs: Any,
     ) -> T:
-        """Run ``function(**kwargs)`` in a thread; map botocore's errors to ours.
+        """Run ``function(**kwargs)`` in a thread (under ``limiter``, by default the uploads');
+        map botocore's errors to ours.
 
         The function's name names the operation in the timings (``observe``).
         """
@@ -98,15 +111,23 @@ class Storage:
 
         started = trio.current_time()
         result = await trio.to_thread.run_sync(
-            run, limiter=self.limiter, abandon_on_cancel=abandon_on_cancel
+            run,
+            limiter=self.limiter if limiter is None else limiter,
+            abandon_on_cancel=abandon_on_cancel,
         )
         if self.observe is not None:
             self.observe(function.__name__, trio.current_time() - started)
         return result
 
     async def check_bucket(self) -> None:
-        """Raise unless the bucket answers; the thread is abandoned if the caller gives up."""
-        await self.call(self.client.head_bucket, Bucket=self.bucket, abandon_on_cancel=True)
+        """Raise unless the bucket answers; the thread is abandoned if the caller gives up
+        (it keeps its health-check slot until boto3 gives up, never an upload's)."""
+        await self.call(
+            self.client.head_bucket,
+            Bucket=self.bucket,
+            abandon_on_cancel=True,
+            limiter=self.health_limiter,
+        )
 
     async def ensure_bucket(self) -> None:
         """Create the bucket if it does not exist (for embedded and test S3 servers)."""

@@ -34,11 +34,17 @@ from bgchallenge.storage.s3 import Storage
 from bgchallenge.web.filters import check_signature, raw_body
 from bgchallenge.web.openapi import register_openapi
 from bgchallenge.web.problems import json_response, not_modified, problem
+from bgchallenge.web.recent import Recent
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 HEALTH_TIMEOUT_SECONDS = 2.0
+# /health answers from a check at most this old (concurrent requests share one check).
+HEALTH_MAX_AGE_SECONDS = 1.0
+# /metrics reads the queue depth (a count over the queue) at most this often: on demand, so a
+# process nobody scrapes runs no count, and a scrape after a quiet spell gets a fresh value.
+QUEUE_DEPTH_MAX_AGE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -95,8 +101,7 @@ def create_app(deps: WebDependencies) -> QuartTrio:
             headers={"Retry-After": "1"},
         )
 
-    @app.get("/health")
-    async def health() -> Response:
+    async def check_parts() -> dict[str, Any]:  # part: "ok" or what is wrong
         parts = {"database": deps.results.ping, "storage": deps.storage.check_bucket}
         states: dict[str, Any] = {}
 
@@ -113,7 +118,23 @@ def create_app(deps: WebDependencies) -> QuartTrio:
         async with trio.open_nursery() as nursery:
             for name in parts:
                 nursery.start_soon(check, name)
-        failing = [name for name in parts if states[name] != "ok"]
+        return {name: states[name] for name in parts}
+
+    async def read_queue_depth() -> dict[str, int] | None:
+        try:
+            with trio.fail_after(HEALTH_TIMEOUT_SECONDS):
+                return await deps.results.queue_depth()
+        except (DatabaseUnavailable, trio.TooSlowError):
+            return None
+
+    # Both routes are unauthenticated: a flood of them shares one backend check at a time.
+    recent_health = Recent(check_parts, HEALTH_MAX_AGE_SECONDS)
+    recent_queue_depth = Recent(read_queue_depth, QUEUE_DEPTH_MAX_AGE_SECONDS)
+
+    @app.get("/health")
+    async def health() -> Response:
+        states = await recent_health()
+        failing = [name for name, state in states.items() if state != "ok"]
         if failing:
             return problem(
                 503,
@@ -125,11 +146,7 @@ def create_app(deps: WebDependencies) -> QuartTrio:
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        try:
-            with trio.fail_after(HEALTH_TIMEOUT_SECONDS):
-                queue = await deps.results.queue_depth()
-        except (DatabaseUnavailable, trio.TooSlowError):
-            queue = None
+        queue = await recent_queue_depth()
         return Response(deps.metrics.render(queue), content_type=METRICS_CONTENT_TYPE)
 
     register_openapi(app)

@@ -492,7 +492,10 @@ def _result_operations() -> dict[str, Any]:
 
 
 def _operations_surface() -> dict[str, Any]:
-    from bgchallenge.web.app import HEALTH_TIMEOUT_SECONDS  # app.py imports this module
+    from bgchallenge.web.app import (  # app.py imports this module
+        HEALTH_MAX_AGE_SECONDS,
+        HEALTH_TIMEOUT_SECONDS,
+    )
 
     text = {"schema": {"type": "string"}}
     return {
@@ -501,7 +504,9 @@ def _operations_surface() -> dict[str, Any]:
                 "operationId": "health",
                 "summary": "Whether PostgreSQL and the bucket answer",
                 "description": "Each part must answer within "
-                f"{HEALTH_TIMEOUT_SECONDS:g} s. Never requires a signature.",
+                f"{HEALTH_TIMEOUT_SECONDS:g} s. The answer comes from a check at most "
+                f"{HEALTH_MAX_AGE_SECONDS:g} s old, shared by concurrent requests. "
+                "Never requires a signature.",
                 "responses": {
                     "200": _json(_ref("Health"), "Both answer."),
                     "503": _problem(

@@ -7,6 +7,7 @@ import trio
 from bgchallenge.service import Role
 from bgchallenge.settings import Settings
 from tests.conftest import IO_GUARD_SECONDS, RunningService, start_service
+from tests.support.metrics import samples
 from tests.support.origin import Origin
 from tests.support.processes import ServiceProcess
 from tests.support.results import Bucket, eventually, wait_until_terminal
@@ -83,23 +84,56 @@ async def test_cancel_racing_a_claim_ends_in_exactly_one_outcome(
 
 
 async def test_metrics_populated(
-    service: RunningService, origin: Origin, database_url: str
+    service: RunningService,
+    origin: Origin,
+    settings: Settings,
+    database_url: str,
+    s3_endpoint: str,
+    bucket: str,
 ) -> None:
+    """The counters after real work agree with what the database and the bucket hold."""
+    urls = {
+        "ok.png": origin.url("ok.png", size=3000),
+        "big.png": origin.url("big.png", size=MIB + 17),
+        "flaky.png": origin.url("flaky.png", size=500, fail=1),
+        "gone.png": origin.url("gone.png", status=404, head=404),
+    }
     with trio.fail_after(IO_GUARD_SECONDS):
-        for name in ("ok.png", "gone.png"):
-            knobs = {"status": 404, "head": 404} if name == "gone.png" else {}
-            await service.client.post(
-                "/results/enqueue", json={"jobId": "m", "url": origin.url(name, **knobs)}
-            )
-        await wait_until_terminal(database_url, 2)
+        for url in urls.values():
+            await service.client.post("/results/enqueue", json={"jobId": "m", "url": url})
+        await service.client.post("/results/enqueue", json={"jobId": "m", "url": urls["ok.png"]})
+        rows = await wait_until_terminal(database_url, len(urls))
         listed = (await service.client.get("/results/list?jobId=m")).json()["items"]
         details = [(await service.client.get(f"/results/{i['id']}")).json() for i in listed]
+        metrics = samples((await service.client.get("/metrics")).text)
+    listing = Bucket(s3_endpoint, bucket).client.list_objects_v2(Bucket=bucket)
+    stored = {o["Key"]: o["Size"] for o in listing.get("Contents", [])}
     assert listed == details
     for item in listed:
         assert item["startedAt"] and item["endedAt"] and item["createdAt"] <= item["startedAt"]
         started, ended = (trio_ms(item["startedAt"]), trio_ms(item["endedAt"]))
         assert item["durationMs"] == ended - started >= 0
         assert item["canceledAt"] is None
+
+    def value(name: str, **labels: str) -> float:
+        return metrics.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    succeeded = [r for r in rows if r["status"] == "succeeded"]
+    assert len(succeeded) == 3 and sorted(stored.values()) == [500, 3000, MIB + 17]
+    assert value("bgc_results_enqueued_total") == len(urls)
+    assert value("bgc_results_duplicate_total") == 1
+    assert value("bgc_results_succeeded_total") == len(succeeded)
+    assert value("bgc_results_failed_total", code="not_found") == 1
+    assert value("bgc_attempts_total") == sum(r["attempts"] for r in rows) == 5
+    assert value("bgc_retries_total", code="origin_unavailable") == 1
+    assert value("bgc_stored_bytes_total") == sum(stored.values())
+    assert value("bgc_download_seconds_count") == len(succeeded)
+    assert value("bgc_download_seconds_sum") > 0
+    s3_calls = sum(v for (name, _), v in metrics.items() if name == "bgc_upload_seconds_count")
+    assert s3_calls >= len(succeeded)
+    assert value("bgc_results_canceled_total") == 0
+    assert value("bgc_workers") == settings.workers and value("bgc_workers_busy") == 0
+    assert value("bgc_queue", state="queued") == value("bgc_queue", state="running") == 0
 
 
 def trio_ms(stamp: str) -> int:

@@ -14,11 +14,11 @@ from pathlib import Path
 import httpx
 import trio
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from bgchallenge.embedded import free_port
 from bgchallenge.settings import Settings
 from tests.conftest import IO_GUARD_SECONDS, RunningService
+from tests.support.metrics import samples
 from tests.support.origin import Origin
 from tests.support.processes import ServiceProcess, service_environment
 from tests.support.results import wait_until_terminal
@@ -29,14 +29,6 @@ SECRET_QUERY = "X-Amz-Signature=SECRET0123456789"
 
 def presigned(url: str) -> str:
     return url + ("&" if "?" in url else "?") + SECRET_QUERY
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return found
 
 
 async def test_metrics_change_as_results_move(
