@@ -9,9 +9,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 import trio
 
+from bgchallenge.db.migrate import MIGRATION_LOCK_KEY
+from bgchallenge.embedded import free_port
 from bgchallenge.settings import Settings
 from tests.conftest import IO_GUARD_SECONDS, start_service
 from tests.support.origin import Origin, body_sha256
@@ -185,3 +188,73 @@ async def test_memory_for_eight_concurrent_20_mib_downloads(
     assert {row["status"] for row in rows} == {"succeeded"}
     print(f"peak RSS growth for 8 x 20 MiB: {growth_mib:.1f} MiB")
     assert growth_mib < 64, f"peak RSS grew by {growth_mib:.1f} MiB"
+
+
+# Signals during start-up and shutdown (api.md, "Shutdown"). "Promptly" is a bound on
+# behaviour, not a performance claim: without the fixes these processes wait minutes or forever.
+PROMPTLY = 5.0
+
+
+def waiting_for_advisory_lock(database_url: str) -> bool:
+    with psycopg.connect(database_url) as connection:
+        row = connection.execute(
+            "SELECT count(*) FROM pg_locks JOIN pg_database d ON d.oid = database"
+            " WHERE locktype = 'advisory' AND NOT granted AND d.datname = current_database()"
+        ).fetchone()
+        return row is not None and row[0] > 0
+
+
+async def test_sigterm_while_start_up_waits_for_the_migration_lock(
+    spawn: Spawn, database_url: str
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        service = spawn("worker")
+        with trio.fail_after(IO_GUARD_SECONDS):
+            await eventually(lambda: waiting_for_advisory_lock(database_url))
+        service.send(signal.SIGTERM)
+        status = await service.wait_exit(within=PROMPTLY)
+        assert not waiting_for_advisory_lock(database_url)  # its lock request was cancelled
+    assert status == 0
+    assert "Traceback" not in service.logs()
+
+
+async def test_sigterm_while_start_up_cannot_reach_postgresql(
+    spawn: Spawn, settings: Settings, nursery: trio.Nursery
+) -> None:
+    """A closed port (connection refused, retried) and a server that accepts the connection and
+    never answers (a black hole: only a connect timeout ends a connect)."""
+    accepted: list[trio.SocketStream] = []
+
+    async def hold(stream: trio.SocketStream) -> None:
+        accepted.append(stream)
+        await trio.sleep_forever()
+
+    listeners = await nursery.start(trio.serve_tcp, hold, 0)
+    black_hole = listeners[0].socket.getsockname()[1]
+    closed = free_port()
+    for port, started in ((closed, lambda: True), (black_hole, lambda: len(accepted) > 0)):
+        url = f"postgresql://bgc@127.0.0.1:{port}/bgc"
+        service = spawn("worker", dataclasses.replace(settings, database_url=url))
+        with trio.fail_after(IO_GUARD_SECONDS):
+            await service.wait_event("starting")
+            await eventually(started)
+        service.send(signal.SIGTERM)
+        assert await service.wait_exit(within=PROMPTLY) == 0, port
+        assert "Traceback" not in service.logs()
+
+
+async def test_a_second_sigterm_during_a_graceful_stop_exits_at_once(
+    spawn: Spawn, origin: Origin, database_url: str
+) -> None:
+    service = spawn("worker", BGC_GRACE_SECONDS="120")
+    with trio.fail_after(IO_GUARD_SECONDS):
+        await service.wait_ready()
+        # 128 chunks 0.2 s apart: the attempt would hold the graceful stop for ~25 s
+        insert_results(database_url, [origin.url("slow.png", size=8 * MIB, slow=0.2)])
+        await eventually(lambda: origin.gets("slow.png") == 1)
+        service.send(signal.SIGTERM)
+        await service.wait_event("workers stopping")
+    service.send(signal.SIGTERM)
+    assert await service.wait_exit(within=PROMPTLY) == 128 + signal.SIGTERM
+    assert "second signal: exiting at once" in service.logs()
