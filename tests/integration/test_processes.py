@@ -139,6 +139,9 @@ async def test_postgresql_restarted_under_a_running_service(
         own = dataclasses.replace(settings, database_url=postgres.url, lease_seconds=3.0)
         service = await start_service(nursery, own)
 
+        retrying: set[str] = set()
+        all_retrying = trio.Event()
+
         async def enqueue(name: str) -> int:
             """Like a client would: retry a 503 until the service takes it."""
             while True:
@@ -152,7 +155,10 @@ async def test_postgresql_restarted_under_a_running_service(
                 if response is not None and response.status_code == 202:
                     return int(response.json()["id"])
                 assert response is None or response.status_code == 503, response.text
-                await trio.sleep(0.1)
+                retrying.add(name)
+                if len(retrying) == 3:
+                    all_retrying.set()
+                await trio.sleep(0.1)  # a client's back-off between retries
 
         for n in range(5):
             await enqueue(f"before{n}.png")
@@ -165,7 +171,7 @@ async def test_postgresql_restarted_under_a_running_service(
         async with trio.open_nursery() as clients:
             for n in range(3):
                 clients.start_soon(enqueue, f"during{n}.png")
-            await trio.sleep(1.0)
+            await all_retrying.wait()  # each client is retrying through the outage
             await trio.to_thread.run_sync(postgres.start)
         for n in range(5):
             await enqueue(f"after{n}.png")
@@ -179,8 +185,10 @@ async def test_memory_for_eight_concurrent_20_mib_downloads(
 ) -> None:
     service = spawn("worker", BGC_WORKERS="8")
     with trio.fail_after(IO_GUARD_SECONDS * 3):
-        await service.wait_ready()
-        await trio.sleep(0.5)
+        base = (await service.wait_ready())["addresses"][0]
+        async with httpx.AsyncClient(base_url=base) as client:
+            # the baseline includes the database and storage paths, not only the imports
+            assert (await client.get("/health")).status_code == 200
         baseline = service.rss_kib("VmRSS")
         insert_results(database_url, [origin.url(f"m{n}.png", size=20 * MIB) for n in range(8)])
         rows = await wait_until_terminal(database_url, 8, within=80)
