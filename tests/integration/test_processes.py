@@ -7,6 +7,7 @@ import signal
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
@@ -19,6 +20,7 @@ from bgchallenge.settings import Settings
 from tests.conftest import IO_GUARD_SECONDS, start_service
 from tests.support.origin import Origin, body_sha256
 from tests.support.processes import ServiceProcess
+from tests.support.proxy import FreezableProxy
 from tests.support.results import (
     Bucket,
     eventually,
@@ -266,3 +268,25 @@ async def test_a_second_sigterm_during_a_graceful_stop_exits_at_once(
     service.send(signal.SIGTERM)
     assert await service.wait_exit(within=PROMPTLY) == 128 + signal.SIGTERM
     assert "second signal: exiting at once" in service.logs()
+
+
+async def test_a_graceful_stop_ends_in_bounded_time_when_postgresql_stops_answering(
+    spawn: Spawn, settings: Settings, origin: Origin, database_url: str, nursery: trio.Nursery
+) -> None:
+    """Lease renewals, the hand-back, the listener and the pool all wait on a server that
+    accepts and acknowledges but never answers; each wait is bounded (README, "Shutdown")."""
+    parts = urlsplit(database_url)
+    proxy = FreezableProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    await nursery.start(proxy.serve)
+    own = dataclasses.replace(settings, database_url=proxy.url_for(database_url))
+    service = spawn("worker", own, BGC_GRACE_SECONDS="1", BGC_LEASE_SECONDS="3")
+    with trio.fail_after(IO_GUARD_SECONDS):
+        await service.wait_ready()
+        insert_results(database_url, [origin.url("slow.png", size=8 * MIB, slow=0.2)])
+        await eventually(lambda: origin.gets("slow.png") == 1)
+        proxy.freeze()
+        service.send(signal.SIGTERM)
+        await service.wait_event("workers stopping")
+    # grace (1 s), hand-back (5 s + 2 s), pool (3 s), and some room for a busy machine
+    assert await service.wait_exit(within=1 + 7 + 3 + 4) == 0
+    assert "Traceback" not in service.logs()
