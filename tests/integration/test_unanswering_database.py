@@ -1,15 +1,20 @@
-"""A PostgreSQL that stops answering mid-query must not hold a cancelled caller (a shutdown, a
-deadline) for psycopg's own 5 s + 5 s of cancellation."""
+"""A PostgreSQL that stops answering or refuses connections must not hold a shutdown: a cancelled
+query does not wait for psycopg's own 5 s + 5 s of cancellation, and a start-up that cannot
+complete is cancelled."""
 
 from __future__ import annotations
 
+import dataclasses
 from urllib.parse import urlsplit
 
 import trio
 
 from bgchallenge.db.database import CANCEL_WAIT_SECONDS, Connection, open_database
+from bgchallenge.service import Role, run_service
+from bgchallenge.settings import Settings
 from tests.conftest import IO_GUARD_SECONDS
 from tests.support.proxy import FreezableProxy
+from tests.support.results import eventually
 
 
 async def select_one(connection: Connection) -> None:
@@ -32,3 +37,24 @@ async def test_a_cancelled_query_gives_way_within_its_bound(
             given_way_after = trio.current_time() - cancelled_at
     assert deadline.cancelled_caught
     assert given_way_after <= 2 * CANCEL_WAIT_SECONDS + 1.0, given_way_after
+
+
+async def test_a_shutdown_cancels_a_start_up_whose_listener_cannot_connect(
+    nursery: trio.Nursery, database_url: str, settings: Settings
+) -> None:
+    """The pool's one connection gets through and migrates; the listener's own connection is
+    refused, and it retries for as long as it runs."""
+    parts = urlsplit(database_url)
+    proxy = FreezableProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    proxy.max_connections = 1
+    await nursery.start(proxy.serve)
+    own = dataclasses.replace(settings, database_url=proxy.url_for(database_url))
+    shutdown = trio.Event()
+    with trio.fail_after(IO_GUARD_SECONDS):
+        async with trio.open_nursery() as service:
+            service.start_soon(run_service, own, Role.WORKER, shutdown)
+            await eventually(lambda: proxy.accepted >= 3)  # the listener was refused twice
+            shutdown.set()
+            stopping = trio.current_time()
+        stopped_after = trio.current_time() - stopping
+    assert stopped_after < 5.0, stopped_after

@@ -13,6 +13,9 @@ class FreezableProxy:
         self.upstream = (upstream_host, upstream_port)
         self.port = 0
         self.frozen = False
+        self.accepted = 0
+        # connections past this many are closed as soon as they are accepted
+        self.max_connections: int | None = None
 
     def url_for(self, url: str) -> str:
         """``url`` (a postgresql:// URL) going through this proxy."""
@@ -34,6 +37,9 @@ class FreezableProxy:
 
     async def _handle(self, client: trio.SocketStream) -> None:
         async with client:
+            self.accepted += 1
+            if self.max_connections is not None and self.accepted > self.max_connections:
+                return
             if self.frozen:
                 await trio.sleep_forever()
             server = await trio.open_tcp_stream(*self.upstream)
