@@ -16,6 +16,9 @@ class FreezableProxy:
         self.accepted = 0
         # connections past this many are closed as soon as they are accepted
         self.max_connections: int | None = None
+        # new connections are accepted and never answered; open ones carry on
+        self.hold_new = False
+        self._forwarding: set[trio.CancelScope] = set()
 
     def url_for(self, url: str) -> str:
         """``url`` (a postgresql:// URL) going through this proxy."""
@@ -27,6 +30,11 @@ class FreezableProxy:
     def freeze(self) -> None:
         """From now on nothing is forwarded, on open connections or new ones."""
         self.frozen = True
+
+    def drop_open(self) -> None:
+        """Close every connection being forwarded now (a server restarting, a failover)."""
+        for scope in self._forwarding:
+            scope.cancel()
 
     async def serve(
         self, *, task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED
@@ -40,12 +48,14 @@ class FreezableProxy:
             self.accepted += 1
             if self.max_connections is not None and self.accepted > self.max_connections:
                 return
-            if self.frozen:
+            if self.frozen or self.hold_new:
                 await trio.sleep_forever()
             server = await trio.open_tcp_stream(*self.upstream)
             async with server, trio.open_nursery() as nursery:
+                self._forwarding.add(nursery.cancel_scope)
                 nursery.start_soon(self._pump, client, server, nursery.cancel_scope)
                 nursery.start_soon(self._pump, server, client, nursery.cancel_scope)
+            self._forwarding.discard(nursery.cancel_scope)
 
     async def _pump(
         self, source: trio.SocketStream, target: trio.SocketStream, both: trio.CancelScope
