@@ -1,15 +1,20 @@
 """The root of the task tree: builds everything from Settings and owns shutdown.
 
-run_service
-└── root nursery
-    ├── http        (roles all, web)
-    └── workers     (roles all, worker; see bgchallenge.work)
+run_until_signalled
+├── signals     first: graceful stop (or start-up cancelled); second: exit at once
+└── run_service
+    ├── start-up watch  a shutdown before "ready" cancels the start-up
+    └── root nursery
+        ├── http        (roles all, web)
+        └── workers     (roles all, worker; see bgchallenge.work)
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
+from collections.abc import AsyncIterator
 from enum import StrEnum
 
 import trio
@@ -88,7 +93,32 @@ async def run_service(
 
     Reports the HTTP server's bound addresses (empty for the worker role) once the database is
     migrated and every part is ready. A crash of any part cancels the others and propagates.
+    If ``shutdown`` is set before that, the start-up is cancelled wherever it waits (connecting,
+    the migration lock, the listener) and this returns without reporting.
     """
+    async with trio.open_nursery() as nursery:
+        starting = trio.CancelScope()
+
+        async def cancel_start_up() -> None:
+            await shutdown.wait()
+            starting.cancel()  # no effect once started: then the graceful stop takes over
+
+        nursery.start_soon(cancel_start_up)
+        with starting:
+            binds = await nursery.start(_run, settings, role, shutdown)
+        if starting.cancelled_caught:
+            log.info("start-up cancelled")
+            return
+        task_status.started(binds)
+
+
+async def _run(
+    settings: Settings,
+    role: Role,
+    shutdown: trio.Event,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
     database_url = settings.require_database()
     if role.serves_http and settings.signing_secret is None:
         log.warning("request signing is off: set BGC_SIGNING_SECRET to require signed requests")
@@ -144,17 +174,27 @@ async def serve_web(
 
 
 async def run_until_signalled(settings: Settings, role: Role) -> None:
-    """Run the service; SIGTERM or SIGINT starts a graceful shutdown."""
+    """Run the service; SIGTERM or SIGINT starts a graceful shutdown (or cancels the start-up),
+    a second one ends the process at once with status 128 + its number (143 for SIGTERM)."""
     shutdown = trio.Event()
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        # From here on a signal is ours: a process manager may stop the service at any moment.
+        log.info("starting", extra={"role": role.value, "pid": os.getpid()})
         async with trio.open_nursery() as nursery:
-
-            async def watch_signals() -> None:
-                async for signum in signals:
-                    log.info("shutting down", extra={"signal": signal.Signals(signum).name})
-                    shutdown.set()
-                    return
-
-            nursery.start_soon(watch_signals)
+            nursery.start_soon(_watch_signals, signals, shutdown)
             await run_service(settings, role, shutdown)
             nursery.cancel_scope.cancel()
+
+
+async def _watch_signals(signals: AsyncIterator[int], shutdown: trio.Event) -> None:
+    async for signum in signals:
+        name = signal.Signals(signum).name
+        if not shutdown.is_set():
+            log.info("shutting down", extra={"signal": name})
+            shutdown.set()
+            continue
+        # The operator will not wait for the grace period: leases expire as after a SIGKILL.
+        status = 128 + signum
+        log.warning("second signal: exiting at once", extra={"signal": name, "status": status})
+        logging.shutdown()
+        os._exit(status)

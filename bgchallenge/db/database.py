@@ -8,7 +8,9 @@ server cannot be reached, and as psycopg's own errors otherwise.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -21,6 +23,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from bgchallenge.db.queries import load_queries
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 Row = dict[str, Any]
 Connection = AsyncConnection[DictRow]
@@ -28,6 +31,14 @@ Connection = AsyncConnection[DictRow]
 
 POOL_CHECK_SECONDS = 2.0
 CONNECTION_WAIT_SECONDS = 3.0
+# A server that accepts the TCP connection and never answers must not hold a connect forever.
+CONNECT_TIMEOUT_SECONDS = 5
+# How long a cancelled caller waits for psycopg to wind a query down. psycopg cancels it on the
+# server and waits for the answer: milliseconds from a live server, but up to 5 s + 5 s from
+# one that stopped answering. Past this, a second interruption closes the connection at once
+# (psycopg >= 3.3.9, the version pyproject.toml requires).
+CANCEL_WAIT_SECONDS = 1.0
+POOL_CLOSE_SECONDS = 2.0
 
 
 class DatabaseUnavailable(Exception):
@@ -46,7 +57,7 @@ class Database:
     async def run_aio(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run an asyncio coroutine on this database's loop, mapping connection failures."""
         try:
-            result: T = await self._loop.run_aio_coroutine(coro)
+            result: T = await run_bounded(self._loop, coro)
         except (OperationalError, PoolTimeout) as exc:
             # Connections idle in the pool may be just as dead (a restarted server): test them
             # now, so that the next callers get live ones instead of failing one by one.
@@ -100,6 +111,41 @@ class Transaction:
         return await cursor.fetchone() if cursor.description else None
 
 
+async def run_bounded(loop: Any, coro: Coroutine[Any, Any, T]) -> T:
+    """``loop.run_aio_coroutine(coro)``, except that a cancelled caller is held for at most
+    2 x `CANCEL_WAIT_SECONDS` by psycopg's own cancellation (trio-asyncio waits for it without
+    limit): shutdown paths and deadlines stay bounded when the server stops answering."""
+    try:
+        future = asyncio.ensure_future(coro, loop=loop)
+    except BaseException:
+        coro.close()  # a closed loop: no "never awaited" warning on top
+        raise
+    done = trio.Event()
+    future.add_done_callback(lambda _: done.set())
+    try:
+        await done.wait()
+    except trio.Cancelled:
+        with trio.CancelScope(shield=True):
+            for _ in range(2):  # the second interruption makes psycopg close the connection
+                future.cancel()
+                with trio.move_on_after(CANCEL_WAIT_SECONDS):
+                    await done.wait()
+                if future.done():
+                    break
+        if not future.done():
+            log.warning("a database call did not stop when cancelled; left behind")
+        if not future.done() or future.cancelled():
+            raise
+    return future.result()
+
+
+async def _close_pool(loop: Any, pool: AsyncConnectionPool[Connection]) -> None:
+    """Close the pool, whatever cancellation is under way, in bounded time: the pool waits
+    `POOL_CLOSE_SECONDS` for its workers (one may be connecting), then closes anyway."""
+    with trio.CancelScope(shield=True, deadline=trio.current_time() + POOL_CLOSE_SECONDS + 1):
+        await run_bounded(loop, pool.close(timeout=POOL_CLOSE_SECONDS))
+
+
 async def _configure(connection: Connection) -> None:
     await connection.set_autocommit(True)
 
@@ -116,7 +162,7 @@ async def open_database(url: str, *, max_size: int = 10) -> AsyncIterator[Databa
             min_size=1,
             max_size=max_size,
             open=False,
-            kwargs={"row_factory": dict_row},
+            kwargs={"row_factory": dict_row, "connect_timeout": CONNECT_TIMEOUT_SECONDS},
             configure=_configure,
             connection_class=AsyncConnection[DictRow],
             # How long a query waits for a connection: past it, an outage answers 503 promptly
@@ -127,11 +173,9 @@ async def open_database(url: str, *, max_size: int = 10) -> AsyncIterator[Databa
         try:
             await database.run_aio(pool.open(wait=True, timeout=10.0))
         except BaseException:
-            with trio.CancelScope(shield=True):
-                await loop.run_aio_coroutine(pool.close())
+            await _close_pool(loop, pool)
             raise
         try:
             yield database
         finally:
-            with trio.CancelScope(shield=True):
-                await loop.run_aio_coroutine(pool.close(timeout=5.0))
+            await _close_pool(loop, pool)

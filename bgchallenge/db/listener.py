@@ -9,7 +9,7 @@ from contextlib import aclosing
 import trio
 from psycopg import AsyncConnection
 
-from bgchallenge.db.database import Database, DatabaseUnavailable
+from bgchallenge.db.database import CONNECT_TIMEOUT_SECONDS, Database, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -19,12 +19,14 @@ CANCELS_CHANNEL = "bgc_cancels"
 # found by a probe query instead of waiting forever.
 PROBE_SECONDS = 15.0
 RECONNECT_MAX_SECONDS = 5.0
+CLOSE_SECONDS = 2.0
 
 
 async def _connect_and_listen(url: str, channels: Sequence[str]) -> AsyncConnection[object]:
     connection = await AsyncConnection.connect(
         url,
         autocommit=True,
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
         keepalives=1,
         keepalives_idle=10,
         keepalives_interval=5,
@@ -72,7 +74,7 @@ async def serve_listener(
                 delay = 0.1
                 await database.run_aio(_pump(connection, on_notify))
             finally:
-                with trio.CancelScope(shield=True):
+                with trio.CancelScope(shield=True, deadline=trio.current_time() + CLOSE_SECONDS):
                     await database.run_aio(connection.close())
         except DatabaseUnavailable as exc:
             log.warning("listener disconnected; reconnecting", extra={"error": str(exc)})

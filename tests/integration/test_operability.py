@@ -21,7 +21,7 @@ from tests.conftest import IO_GUARD_SECONDS, RunningService
 from tests.support.metrics import samples
 from tests.support.origin import Origin
 from tests.support.processes import ServiceProcess, service_environment
-from tests.support.results import wait_until_terminal
+from tests.support.results import eventually, fetch_rows, wait_until_terminal
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_QUERY = "X-Amz-Signature=SECRET0123456789"
@@ -133,14 +133,12 @@ async def test_a_worker_process_serves_health_and_metrics_only(settings: Setting
     assert enqueue.status_code == 404
 
 
-async def test_procfile_runs_under_honcho_and_stops_cleanly(
-    settings: Settings, origin: Origin, database_url: str
-) -> None:
-    base_port = free_port()
-    env = service_environment(settings)
-    env.pop("PORT")
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    honcho = subprocess.Popen(  # noqa: ASYNC220 (returns at once; waited for in a thread)
+def start_honcho(settings: Settings, base_port: int, **env: str) -> subprocess.Popen[str]:
+    """``honcho start web worker`` on the repository's Procfile, as the README says to run it."""
+    environment = service_environment(settings, **env)
+    environment.pop("PORT")
+    environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment.get('PATH', '')}"
+    return subprocess.Popen(
         [
             str(Path(sys.executable).parent / "honcho"),
             "start",
@@ -150,42 +148,83 @@ async def test_procfile_runs_under_honcho_and_stops_cleanly(
             "worker",
         ],
         cwd=ROOT,
-        env=env,
+        env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+async def wait_healthy(client: httpx.AsyncClient) -> None:
+    while True:
+        try:
+            if (await client.get("/health")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await trio.sleep(0.1)
+
+
+async def stop_honcho(honcho: subprocess.Popen[str]) -> tuple[int, str]:
+    """SIGTERM, as a terminal's Ctrl-C or a platform would; the status and honcho's output."""
+    try:
+        honcho.send_signal(signal.SIGTERM)
+        status = await trio.to_thread.run_sync(honcho.wait, abandon_on_cancel=True)
+    finally:
+        if honcho.poll() is None:
+            honcho.kill()
+        output = honcho.communicate()[0]
+    print(output)
+    return status, output
+
+
+async def test_procfile_runs_under_honcho_and_stops_cleanly(
+    settings: Settings, origin: Origin, database_url: str
+) -> None:
+    base_port = free_port()
+    honcho = start_honcho(settings, base_port)
     try:
         with trio.fail_after(IO_GUARD_SECONDS * 2):
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{base_port}") as client:
-
-                async def healthy() -> bool:
-                    try:
-                        return (await client.get("/health")).status_code == 200
-                    except httpx.TransportError:
-                        return False
-
-                while True:
-                    if await healthy():
-                        break
-                    await trio.sleep(0.1)
+                await wait_healthy(client)
                 answer = await client.post(
                     "/results/enqueue", json={"jobId": "p", "url": origin.url("procfile.png")}
                 )
                 assert answer.status_code == 202
                 (row,) = await wait_until_terminal(database_url, 1)
                 assert row["status"] == "succeeded"
-            honcho.send_signal(signal.SIGTERM)
-            status = await trio.to_thread.run_sync(honcho.wait)
+            status, output = await stop_honcho(honcho)
     finally:
         if honcho.poll() is None:
             honcho.kill()
-        output = honcho.communicate()[0]
-    print(output)
     # honcho answers a SIGTERM with 143 itself; what counts is how each process ended
     assert status in (0, 143), output
     assert "web.1 stopped (rc=0)" in output and "worker.1 stopped (rc=0)" in output
     assert "Traceback" not in output
+
+
+async def test_under_honcho_a_short_grace_hands_a_running_download_back(
+    settings: Settings, origin: Origin, database_url: str
+) -> None:
+    """honcho SIGKILLs what still runs 5 s after the first process exits (the web one, at once):
+    with the README's BGC_GRACE_SECONDS=2 the worker still stops on its own, handing back."""
+    base_port = free_port()
+    honcho = start_honcho(settings, base_port, BGC_GRACE_SECONDS="2")
+    try:
+        with trio.fail_after(IO_GUARD_SECONDS * 2):
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{base_port}") as client:
+                await wait_healthy(client)
+                slow = origin.url("slow.png", size=8 * 1024 * 1024, slow=0.2)  # ~25 s
+                answer = await client.post("/results/enqueue", json={"jobId": "p", "url": slow})
+                assert answer.status_code == 202
+                await eventually(lambda: origin.gets("slow.png") == 1)
+            _, output = await stop_honcho(honcho)
+    finally:
+        if honcho.poll() is None:
+            honcho.kill()
+    assert "web.1 stopped (rc=0)" in output and "worker.1 stopped (rc=0)" in output, output
+    (row,) = fetch_rows(database_url)
+    assert (row["status"], row["attempts"]) == ("queued", 0)
 
 
 def test_compose_file_describes_a_working_stack() -> None:
@@ -205,6 +244,9 @@ def test_compose_file_describes_a_working_stack() -> None:
     assert settings.database_url and "@postgres:5432/" in settings.database_url
     assert settings.s3_endpoint_url == "http://localstack:4566"
     assert settings.s3_bucket in " ".join(services["create-bucket"]["command"])
+    # SIGKILL only after the grace period, the hand-back (5 s at most) and closing
+    assert app["stop_grace_period"].endswith("s")
+    assert float(app["stop_grace_period"][:-1]) >= settings.grace_seconds + 15
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "bgchallenge" in dockerfile and "serve" in dockerfile
     if (

@@ -7,15 +7,20 @@ import signal
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
+import psycopg
 import pytest
 import trio
 
+from bgchallenge.db.migrate import MIGRATION_LOCK_KEY
+from bgchallenge.embedded import free_port
 from bgchallenge.settings import Settings
 from tests.conftest import IO_GUARD_SECONDS, start_service
 from tests.support.origin import Origin, body_sha256
 from tests.support.processes import ServiceProcess
+from tests.support.proxy import FreezableProxy
 from tests.support.results import (
     Bucket,
     eventually,
@@ -136,6 +141,9 @@ async def test_postgresql_restarted_under_a_running_service(
         own = dataclasses.replace(settings, database_url=postgres.url, lease_seconds=3.0)
         service = await start_service(nursery, own)
 
+        retrying: set[str] = set()
+        all_retrying = trio.Event()
+
         async def enqueue(name: str) -> int:
             """Like a client would: retry a 503 until the service takes it."""
             while True:
@@ -149,7 +157,10 @@ async def test_postgresql_restarted_under_a_running_service(
                 if response is not None and response.status_code == 202:
                     return int(response.json()["id"])
                 assert response is None or response.status_code == 503, response.text
-                await trio.sleep(0.1)
+                retrying.add(name)
+                if len(retrying) == 3:
+                    all_retrying.set()
+                await trio.sleep(0.1)  # a client's back-off between retries
 
         for n in range(5):
             await enqueue(f"before{n}.png")
@@ -162,7 +173,7 @@ async def test_postgresql_restarted_under_a_running_service(
         async with trio.open_nursery() as clients:
             for n in range(3):
                 clients.start_soon(enqueue, f"during{n}.png")
-            await trio.sleep(1.0)
+            await all_retrying.wait()  # each client is retrying through the outage
             await trio.to_thread.run_sync(postgres.start)
         for n in range(5):
             await enqueue(f"after{n}.png")
@@ -176,8 +187,10 @@ async def test_memory_for_eight_concurrent_20_mib_downloads(
 ) -> None:
     service = spawn("worker", BGC_WORKERS="8")
     with trio.fail_after(IO_GUARD_SECONDS * 3):
-        await service.wait_ready()
-        await trio.sleep(0.5)
+        base = (await service.wait_ready())["addresses"][0]
+        async with httpx.AsyncClient(base_url=base) as client:
+            # the baseline includes the database and storage paths, not only the imports
+            assert (await client.get("/health")).status_code == 200
         baseline = service.rss_kib("VmRSS")
         insert_results(database_url, [origin.url(f"m{n}.png", size=20 * MIB) for n in range(8)])
         rows = await wait_until_terminal(database_url, 8, within=80)
@@ -185,3 +198,95 @@ async def test_memory_for_eight_concurrent_20_mib_downloads(
     assert {row["status"] for row in rows} == {"succeeded"}
     print(f"peak RSS growth for 8 x 20 MiB: {growth_mib:.1f} MiB")
     assert growth_mib < 64, f"peak RSS grew by {growth_mib:.1f} MiB"
+
+
+# Signals during start-up and shutdown (api.md, "Shutdown"). "Promptly" is a bound on
+# behaviour, not a performance claim: without the fixes these processes wait minutes or forever.
+PROMPTLY = 5.0
+
+
+def waiting_for_advisory_lock(database_url: str) -> bool:
+    with psycopg.connect(database_url) as connection:
+        row = connection.execute(
+            "SELECT count(*) FROM pg_locks JOIN pg_database d ON d.oid = database"
+            " WHERE locktype = 'advisory' AND NOT granted AND d.datname = current_database()"
+        ).fetchone()
+        return row is not None and row[0] > 0
+
+
+async def test_sigterm_while_start_up_waits_for_the_migration_lock(
+    spawn: Spawn, database_url: str
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        service = spawn("worker")
+        with trio.fail_after(IO_GUARD_SECONDS):
+            await eventually(lambda: waiting_for_advisory_lock(database_url))
+        service.send(signal.SIGTERM)
+        status = await service.wait_exit(within=PROMPTLY)
+        assert not waiting_for_advisory_lock(database_url)  # its lock request was cancelled
+    assert status == 0
+    assert "Traceback" not in service.logs()
+
+
+async def test_sigterm_while_start_up_cannot_reach_postgresql(
+    spawn: Spawn, settings: Settings, nursery: trio.Nursery
+) -> None:
+    """A closed port (connection refused, retried) and a server that accepts the connection and
+    never answers (a black hole: only a connect timeout ends a connect)."""
+    accepted: list[trio.SocketStream] = []
+
+    async def hold(stream: trio.SocketStream) -> None:
+        accepted.append(stream)
+        await trio.sleep_forever()
+
+    listeners = await nursery.start(trio.serve_tcp, hold, 0)
+    black_hole = listeners[0].socket.getsockname()[1]
+    closed = free_port()
+    for port, started in ((closed, lambda: True), (black_hole, lambda: len(accepted) > 0)):
+        url = f"postgresql://bgc@127.0.0.1:{port}/bgc"
+        service = spawn("worker", dataclasses.replace(settings, database_url=url))
+        with trio.fail_after(IO_GUARD_SECONDS):
+            await service.wait_event("starting")
+            await eventually(started)
+        service.send(signal.SIGTERM)
+        assert await service.wait_exit(within=PROMPTLY) == 0, port
+        assert "Traceback" not in service.logs()
+
+
+async def test_a_second_sigterm_during_a_graceful_stop_exits_at_once(
+    spawn: Spawn, origin: Origin, database_url: str
+) -> None:
+    service = spawn("worker", BGC_GRACE_SECONDS="120")
+    with trio.fail_after(IO_GUARD_SECONDS):
+        await service.wait_ready()
+        # 128 chunks 0.2 s apart: the attempt would hold the graceful stop for ~25 s
+        insert_results(database_url, [origin.url("slow.png", size=8 * MIB, slow=0.2)])
+        await eventually(lambda: origin.gets("slow.png") == 1)
+        service.send(signal.SIGTERM)
+        await service.wait_event("workers stopping")
+    service.send(signal.SIGTERM)
+    assert await service.wait_exit(within=PROMPTLY) == 128 + signal.SIGTERM
+    assert "second signal: exiting at once" in service.logs()
+
+
+async def test_a_graceful_stop_ends_in_bounded_time_when_postgresql_stops_answering(
+    spawn: Spawn, settings: Settings, origin: Origin, database_url: str, nursery: trio.Nursery
+) -> None:
+    """Lease renewals, the hand-back, the listener and the pool all wait on a server that
+    accepts and acknowledges but never answers; each wait is bounded (README, "Shutdown")."""
+    parts = urlsplit(database_url)
+    proxy = FreezableProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    await nursery.start(proxy.serve)
+    own = dataclasses.replace(settings, database_url=proxy.url_for(database_url))
+    service = spawn("worker", own, BGC_GRACE_SECONDS="1", BGC_LEASE_SECONDS="3")
+    with trio.fail_after(IO_GUARD_SECONDS):
+        await service.wait_ready()
+        insert_results(database_url, [origin.url("slow.png", size=8 * MIB, slow=0.2)])
+        await eventually(lambda: origin.gets("slow.png") == 1)
+        proxy.freeze()
+        service.send(signal.SIGTERM)
+        await service.wait_event("workers stopping")
+    # grace (1 s), hand-back (5 s + 2 s), pool (3 s), and some room for a busy machine
+    assert await service.wait_exit(within=1 + 7 + 3 + 4) == 0
+    assert "Traceback" not in service.logs()

@@ -62,13 +62,17 @@ class ServiceProcess:
         return self.log_path.read_text()
 
     async def wait_ready(self, within: float = 30.0) -> dict[str, Any]:
+        return await self.wait_event("ready", within)
+
+    async def wait_event(self, name: str, within: float = 30.0) -> dict[str, Any]:
+        """Poll the log (a file another process writes) until a line says ``name``."""
         with trio.fail_after(within):
             while True:
                 for event in self.events():
-                    if event.get("event") == "ready":
+                    if event.get("event") == name:
                         return event
                 if self.process.poll() is not None:
-                    raise AssertionError(f"service exited early:\n{self.logs()}")
+                    raise AssertionError(f"service exited before {name!r}:\n{self.logs()}")
                 await trio.sleep(0.05)
 
     def rss_kib(self, field: str) -> int:
@@ -82,8 +86,10 @@ class ServiceProcess:
         self.process.send_signal(signum)
 
     async def wait_exit(self, within: float = 30.0) -> int:
+        """The exit status; ``within`` really bounds the wait (the thread blocked in ``wait()``
+        is abandoned, and ends when `close` kills the process)."""
         with trio.fail_after(within):
-            return await trio.to_thread.run_sync(self.process.wait)
+            return await trio.to_thread.run_sync(self.process.wait, abandon_on_cancel=True)
 
     def close(self) -> None:
         if self.process.poll() is None:
