@@ -2,18 +2,28 @@
 origin bodies, an enqueue load through both web processes. Reports results/s (successes
 recorded in the window), commits/s (``pg_stat_database.xact_commit``) and enqueues/s.
 
-    python -m bench.cluster [SECONDS] [--no-star]
+    python -m bench.cluster [SECONDS] [--no-star] [--database-only]
 
 ``--no-star`` adds, on a database that still has the change-number triggers of
 ``0002_change_numbers.sql``, a run with the ``'*'`` bump taken out of the trigger function (the
 per-job bump kept): what the one row that every writer locks costs.
+
+On a small machine the service's processes use all the CPU long before PostgreSQL's commits
+are the limit, so a second table (also alone, with ``--database-only``) takes them away:
+pgbench's clients write the way the service does (one result per transaction, a client-visible
+change, and an insert now and then) on the same schema, with nothing else running.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
+import shutil
+import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -42,6 +52,22 @@ BEGIN
 END
 $$;
 """
+
+
+# One write per transaction, as a worker's claim or outcome: a client-visible change of a
+# result, and one insert in ten (an enqueue batch of one). 16 jobs, as the service load above.
+_PGBENCH_SCRIPTS = {
+    "update.sql@9": """
+\\set id random(1, 2000)
+UPDATE results SET attempts = attempts + 1, updated_at = clock_timestamp() WHERE id = :id;
+""",
+    "insert.sql@1": """
+\\set n random(1, 1000000000)
+INSERT INTO results (job_id, host, object_path, url)
+VALUES ('cluster-' || (:n % 16), 'h', '/' || :n || '-' || clock_timestamp(), 'https://h/');
+""",
+}
+PGBENCH_CLIENTS = (4, 16)
 
 
 @dataclass
@@ -139,15 +165,74 @@ async def run_cluster(
     )
 
 
-async def measure(env: Servers, origin_url: str, seconds: float, no_star: bool) -> None:
-    probe = env.fresh_settings()
-    assert probe.database_url
-    migrate = ServiceProcess(probe, "web")  # migrates, then serves; only its schema is wanted
+async def migrated_database(env: Servers) -> str:
+    settings = env.fresh_settings()
+    assert settings.database_url
+    migrate = ServiceProcess(settings, "web")  # migrates, then serves; only its schema is wanted
     try:
         await migrate.wait_ready()
     finally:
         migrate.close()
-    design = _design(probe.database_url)
+    return settings.database_url
+
+
+def pgbench_commits(database_url: str, clients: int, seconds: float, job_only: bool) -> float:
+    """Transactions per second of `_PGBENCH_SCRIPTS` run by ``clients`` pgbench clients."""
+    with psycopg.connect(database_url) as connection:
+        if job_only:
+            connection.execute(_JOB_ONLY_BUMP)
+        connection.execute(
+            "INSERT INTO results (job_id, host, object_path, url)"
+            " SELECT 'cluster-' || (n % 16), 'h', '/' || n, 'https://h/'"
+            " FROM generate_series(1, 2000) AS n"
+        )
+    with tempfile.TemporaryDirectory() as directory:
+        files = []
+        for name, text in _PGBENCH_SCRIPTS.items():
+            path, weight = name.split("@")
+            (Path(directory) / path).write_text(text)
+            files += ["-f", f"{Path(directory) / path}@{weight}"]
+        output = subprocess.run(
+            [
+                "pgbench",
+                "-n",
+                "-j",
+                "2",
+                "-c",
+                str(clients),
+                "-T",
+                str(round(seconds)),
+                *files,
+                database_url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    match = re.search(r"tps = ([\d.]+)", output)
+    assert match, output
+    return float(match[1])
+
+
+async def measure_database(env: Servers, seconds: float, no_star: bool) -> None:
+    design = _design(await migrated_database(env))
+    variants = [(design, False)]
+    if no_star and design == "change numbers":
+        variants.append(("change numbers without '*'", True))
+    rows = []
+    for clients in PGBENCH_CLIENTS:
+        for name, job_only in variants:
+            url = await migrated_database(env)
+            tps = await trio.to_thread.run_sync(pgbench_commits, url, clients, seconds, job_only)
+            rows.append((f"{name}, {clients} clients", f"{tps:.0f} commits/s"))
+            print(rows[-1], flush=True)
+    print(
+        table(f"database only: pgbench, one write per transaction, {seconds:.0f} s per run", rows)
+    )
+
+
+async def measure(env: Servers, origin_url: str, seconds: float, no_star: bool) -> None:
+    design = _design(await migrated_database(env))
     variants = [(design, False)]
     if no_star and design == "change numbers":
         variants.append(("change numbers without '*'", True))
@@ -175,8 +260,19 @@ async def measure(env: Servers, origin_url: str, seconds: float, no_star: bool) 
     )
 
 
-if __name__ == "__main__":
+def main() -> None:
     arguments = [a for a in sys.argv[1:] if not a.startswith("--")]
     seconds = float(arguments[0]) if arguments else 15.0
-    with servers() as env, origin_process() as origin_url:
-        trio.run(measure, env, origin_url, seconds, "--no-star" in sys.argv)
+    no_star = "--no-star" in sys.argv
+    with servers() as env:
+        if "--database-only" not in sys.argv:
+            with origin_process() as origin_url:
+                trio.run(measure, env, origin_url, seconds, no_star)
+        if shutil.which("pgbench"):
+            trio.run(measure_database, env, seconds, no_star)
+        else:
+            print("no pgbench on PATH: the database-only table is left out")
+
+
+if __name__ == "__main__":
+    main()
