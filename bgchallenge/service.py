@@ -111,7 +111,7 @@ async def run_service(
                 await results.cursor_key(),
                 metrics,
                 enqueue=Batcher(results.enqueue_many),
-                change_number=Batcher(results.change_numbers),
+                unchanged_since=Batcher(results.unchanged_since),
                 serve_api=role.serves_http,
             )
             binds = await nursery.start(serve_web, deps, settings, shutdown)
@@ -131,7 +131,7 @@ async def serve_web(
     still gets its answer."""
     async with trio.open_nursery() as nursery:
         await nursery.start(deps.enqueue.serve)
-        await nursery.start(deps.change_number.serve)
+        await nursery.start(deps.unchanged_since.serve)
 
         async def http(*, task_status: trio.TaskStatus[list[str]]) -> None:
             await serve_http(
