@@ -126,8 +126,8 @@ async def serve_web(
     *,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """The HTTP server and the batchers behind it (group commit for enqueue, grouped reads of
-    change numbers); they stop after the server, so that every request in flight at shutdown
+    """The HTTP server and the batchers behind it (group commit for enqueue, grouped 304
+    checks); they stop after the server, so that every request in flight at shutdown
     still gets its answer."""
     async with trio.open_nursery() as nursery:
         await nursery.start(deps.enqueue.serve)

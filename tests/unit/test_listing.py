@@ -2,8 +2,8 @@ import pytest
 
 from bgchallenge.domain.listing import (
     DEFAULT_LIMIT,
-    InvalidQuery,
     MAX_RUNNING,
+    InvalidQuery,
     ListQuery,
     Snapshot,
     decode_cursor,
