@@ -67,6 +67,32 @@ async def test_an_enqueue_that_loses_a_deadlock_is_run_again(database_url: str) 
     assert len(fetch_rows(database_url)) == 2
 
 
+async def test_a_batch_inserts_in_identity_order(database_url: str) -> None:
+    """Two batches holding the same identities take their locks in the same order, so they
+    wait for each other instead of deadlocking: ids follow the identities, not the batch."""
+    requests = [
+        parse_enqueue_body(f'{{"jobId": "{job}", "url": "https://{host}/{name}"}}'.encode())
+        for job, host, name in [
+            ("j2", "a.example", "a.png"),
+            ("j1", "b.example", "b.png"),
+            ("j1", "a.example", "b.png"),
+            ("j1", "a.example", "a.png"),
+            ("j1", "a.example", "a.png"),  # a repeat: answered with the first's row
+        ]
+    ]
+    async with open_database(database_url) as database:
+        answers = await Results(database).enqueue_many(requests)
+    by_id = sorted(answers[:4], key=lambda a: a.result.id)
+    assert [(a.result.job_id, a.result.url) for a in by_id] == [
+        ("j1", "https://a.example/a.png"),
+        ("j1", "https://a.example/b.png"),
+        ("j1", "https://b.example/b.png"),
+        ("j2", "https://a.example/a.png"),
+    ]
+    assert [a.created for a in answers] == [True, True, True, True, False]
+    assert answers[4].result.id == answers[3].result.id
+
+
 async def test_an_error_of_the_statement_is_not_unavailable(database_url: str) -> None:
     async with open_database(database_url) as database:
         with pytest.raises(psycopg.errors.UndefinedColumn):
