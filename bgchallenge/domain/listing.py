@@ -131,7 +131,8 @@ def decode_cursor(key: bytes, query: ListQuery, text: str) -> int | None:
 # unsigned LEB128 varints: ``xmax - xmin``, the number of ``xip`` entries, and each entry as its
 # distance from the one before (the first from ``xmin``); then an HMAC-SHA256 tag (12 bytes) of
 # the purpose (the query, for an ETag) and those bytes, under the cursor key. The tag keeps
-# clients from forging one (a forged old ``xmin`` would make the check scan the whole index).
+# clients from forging one (a forged old ``xmax`` would make the 304 check read the whole
+# index) and from moving one to another query.
 
 _POSITION_FORMAT = 1
 # Bounds the length of an ETag: past this many running transactions, see `Snapshot.narrowed`.

@@ -191,8 +191,8 @@ def _add_api_routes(app: QuartTrio, deps: WebDependencies) -> None:
             )
         if_none_match = request.headers.get("If-None-Match")
         if if_none_match is not None:
-            # The cheap check first: a short index range scan, no page. Our own ETags only (a
-            # few: each costs a check); anything else cannot match.
+            # The cheap check first: a few index probes, no page. Our own ETags only (a few:
+            # each costs a check); anything else cannot match.
             for etag, snapshot in etag_snapshots(deps.cursor_key, query, if_none_match)[:4]:
                 if await deps.unchanged_since((query.job_id, snapshot)):
                     return not_modified(etag)

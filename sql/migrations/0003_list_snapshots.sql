@@ -11,9 +11,9 @@
 -- A row inserted or changed after S has a writer that committed after S (or was running at
 -- S): not visible in S. A row changed by T1 and then by T2, both after S, has writer T2, which
 -- committed after T1 and so after S as well. A row whose writer is visible in S is exactly the
--- row S saw. So the test holds whatever order transactions start and commit in, and it is a
--- short index range scan: writers older than the snapshot's xmin are visible in it by
--- definition, so only `writer >= pg_snapshot_xmin(S)` need be read.
+-- row S saw. So the test holds whatever order transactions start and commit in. And it is
+-- cheap: the writers S does not see are exactly those from its xmax on and those it lists as
+-- running, so two indexes answer it in a few probes (sql/queries.sql, unchanged_since).
 --
 -- pg_current_xact_id() is the top-level transaction's id even inside a savepoint or a trigger,
 -- and xid8 never wraps around.
