@@ -142,7 +142,7 @@ async def _run(
                 await results.cursor_key(),
                 metrics,
                 enqueue=Batcher(results.enqueue_many),
-                change_number=Batcher(results.change_numbers),
+                unchanged_since=Batcher(results.unchanged_since),
                 serve_api=role.serves_http,
             )
             binds = await nursery.start(serve_web, deps, settings, shutdown)
@@ -157,12 +157,12 @@ async def serve_web(
     *,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """The HTTP server and the batchers behind it (group commit for enqueue, grouped reads of
-    change numbers); they stop after the server, so that every request in flight at shutdown
+    """The HTTP server and the batchers behind it (group commit for enqueue, grouped 304
+    checks); they stop after the server, so that every request in flight at shutdown
     still gets its answer."""
     async with trio.open_nursery() as nursery:
         await nursery.start(deps.enqueue.serve)
-        await nursery.start(deps.change_number.serve)
+        await nursery.start(deps.unchanged_since.serve)
 
         async def http(*, task_status: trio.TaskStatus[list[str]]) -> None:
             await serve_http(

@@ -5,7 +5,11 @@
 SELECT 1 AS ok;
 
 -- name: get_result
-SELECT * FROM results WHERE id = %(id)s;
+-- The web side lists the columns a client sees: never source_url (a presigned credential).
+SELECT id, job_id, url, object_path, status, attempts, error_code, error_message,
+       storage_bucket, storage_key, storage_size, storage_content_type, storage_sha256,
+       created_at, updated_at, started_at, ended_at, canceled_at
+  FROM results WHERE id = %(id)s;
 
 -- name: claim_due
 -- Claims up to %(limit)s due queued rows for one worker process, oldest due first. Rows locked
@@ -118,13 +122,16 @@ UPDATE results AS r
 RETURNING r.id, r.job_id, r.status;
 
 -- name: list_results
--- One page in id order, with the scope's change number read in the same statement (one
--- snapshot). Answers at least one row; a row whose id is null stands for an empty page.
-SELECT version.change_no, page.*
-  FROM (SELECT coalesce((SELECT change_no FROM result_changes WHERE scope = %(scope)s), 0)
-               AS change_no) AS version
+-- One page in id order, with the snapshot it is read in (same statement: pg_current_snapshot()
+-- is the statement's own snapshot), which the ETag carries (migration 0003). Answers at least
+-- one row; a row whose id is null stands for an empty page.
+SELECT version.snapshot, page.*
+  FROM (SELECT pg_current_snapshot()::text AS snapshot) AS version
   LEFT JOIN LATERAL (
-        SELECT * FROM results
+        SELECT id, job_id, url, object_path, status, attempts, error_code, error_message,
+               storage_bucket, storage_key, storage_size, storage_content_type, storage_sha256,
+               created_at, updated_at, started_at, ended_at, canceled_at
+          FROM results
          WHERE id > %(after_id)s
            AND (%(job_id)s::text IS NULL OR job_id = %(job_id)s::text)
            AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
@@ -144,7 +151,9 @@ UPDATE results
    SET status = 'canceled', canceled_at = clock_timestamp(), ended_at = clock_timestamp(),
        source_url = NULL, updated_at = clock_timestamp()
  WHERE id = %(id)s AND status = 'queued'
-RETURNING *;
+RETURNING id, job_id, url, object_path, status, attempts, error_code, error_message,
+          storage_bucket, storage_key, storage_size, storage_content_type, storage_sha256,
+          created_at, updated_at, started_at, ended_at, canceled_at;
 
 -- name: request_cancel
 -- A running result: the results_cancel_requested trigger notifies every worker process; the
@@ -152,7 +161,9 @@ RETURNING *;
 -- notification be missed).
 UPDATE results SET cancel_requested = true
  WHERE id = %(id)s AND status = 'running'
-RETURNING *;
+RETURNING id, job_id, url, object_path, status, attempts, error_code, error_message,
+          storage_bucket, storage_key, storage_size, storage_content_type, storage_sha256,
+          created_at, updated_at, started_at, ended_at, canceled_at;
 
 -- name: record_canceled
 UPDATE results
@@ -176,7 +187,8 @@ SELECT count(*) FILTER (WHERE status = 'queued') AS queued,
 -- identity not yet stored (the first of repeats within the batch wins) and answers the new rows
 -- (inserted = true) and the existing ones (inserted = false). An identity committed by another
 -- transaction after this statement's snapshot is in neither set: the caller asks again.
--- The notifies come from the results_inserted_queued trigger.
+-- Rows are inserted in identity order, so two batches holding the same identities wait for
+-- each other instead of deadlocking. The notifies come from the results_inserted_queued trigger.
 WITH input AS (
     SELECT *
       FROM unnest(%(job_ids)s::text[], %(hosts)s::text[], %(object_paths)s::text[],
@@ -184,17 +196,43 @@ WITH input AS (
            WITH ORDINALITY AS i(job_id, host, object_path, url, source_url, position)
 ), inserted AS (
     INSERT INTO results (job_id, host, object_path, url, source_url)
-    SELECT job_id, host, object_path, url, source_url FROM input ORDER BY position
+    SELECT DISTINCT ON (job_id, host, object_path) job_id, host, object_path, url, source_url
+      FROM input ORDER BY job_id, host, object_path, position
     ON CONFLICT ON CONSTRAINT results_identity DO NOTHING
-    RETURNING *
+    RETURNING id, job_id, host, url, object_path, status, attempts, error_code, error_message,
+              storage_bucket, storage_key, storage_size, storage_content_type, storage_sha256,
+              created_at, updated_at, started_at, ended_at, canceled_at
 )
 SELECT true AS inserted, * FROM inserted
 UNION ALL
-SELECT false AS inserted, r.*
+SELECT false AS inserted, r.id, r.job_id, r.host, r.url, r.object_path, r.status, r.attempts,
+       r.error_code, r.error_message, r.storage_bucket, r.storage_key, r.storage_size,
+       r.storage_content_type, r.storage_sha256, r.created_at, r.updated_at, r.started_at,
+       r.ended_at, r.canceled_at
   FROM results AS r
   JOIN (SELECT DISTINCT job_id, host, object_path FROM input) AS i
     ON (r.job_id, r.host, r.object_path) = (i.job_id, i.host, i.object_path);
 
--- name: change_numbers
--- Many scopes' change numbers at once (conditional lists arriving together share one read).
-SELECT scope, change_no FROM result_changes WHERE scope = ANY(%(scopes)s::text[]);
+-- name: unchanged_since
+-- Many 304 checks at once (conditional lists arriving together share one statement): for each
+-- (job or every job, snapshot), whether no row in that scope has a writer the snapshot does not
+-- see (migration 0003). Not seen are exactly the writers from the snapshot's xmax on and those
+-- it lists as running (xip, a bounded list: see domain/listing.py): the scope's newest writer
+-- (for every job, max(): one probe at the end of the writer index, whatever the planner
+-- guesses; for one job, an index range from xmax: only rows written since the snapshot) and a
+-- few index probes. Neither depends on how old the oldest running transaction is.
+SELECT c.position,
+       CASE WHEN c.job_id IS NULL
+            THEN coalesce((SELECT max(r.writer) FROM results AS r)
+                          < pg_snapshot_xmax(c.snapshot), true)
+             AND NOT EXISTS (SELECT 1 FROM pg_snapshot_xip(c.snapshot) AS x(xid)
+                              WHERE EXISTS (SELECT 1 FROM results AS r WHERE r.writer = x.xid))
+            ELSE NOT EXISTS (SELECT 1 FROM results AS r
+                              WHERE r.job_id = c.job_id
+                                AND r.writer >= pg_snapshot_xmax(c.snapshot))
+             AND NOT EXISTS (SELECT 1 FROM pg_snapshot_xip(c.snapshot) AS x(xid)
+                              WHERE EXISTS (SELECT 1 FROM results AS r
+                                             WHERE r.job_id = c.job_id AND r.writer = x.xid))
+       END AS unchanged
+  FROM unnest(%(job_ids)s::text[], %(snapshots)s::pg_snapshot[])
+       WITH ORDINALITY AS c(job_id, snapshot, position);

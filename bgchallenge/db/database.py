@@ -3,7 +3,9 @@
 Every public coroutine here is a plain Trio coroutine. Cancellation: a cancelled Trio scope
 cancels the asyncio task running the query, and psycopg then cancels the query on the server,
 so nothing is left running. Errors from psycopg surface as `DatabaseUnavailable` when the
-server cannot be reached, and as psycopg's own errors otherwise.
+server cannot be reached or the connection is lost, and as psycopg's own errors otherwise. A
+transaction that lost a deadlock or a serialization conflict was rolled back whole: it is run
+again, a few times, before its error surfaces.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -18,6 +21,7 @@ from typing import Any, TypeVar
 import trio
 import trio_asyncio
 from psycopg import AsyncConnection, OperationalError
+from psycopg.errors import DeadlockDetected, SerializationFailure
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -39,10 +43,28 @@ CONNECT_TIMEOUT_SECONDS = 5
 # (psycopg >= 3.3.9, the version pyproject.toml requires).
 CANCEL_WAIT_SECONDS = 1.0
 POOL_CLOSE_SECONDS = 2.0
+# Deadlocks (40P01) and serialization failures (40001): attempts in all, and the first backoff
+# (doubled each time, jittered so that the two sides of a deadlock do not collide again).
+CONFLICT_ATTEMPTS = 5
+CONFLICT_BACKOFF_SECONDS = 0.005
+# Besides class 08: the server is shutting down, crashed, or still starting.
+_CONNECTION_SQLSTATES = ("57P01", "57P02", "57P03")
 
 
 class DatabaseUnavailable(Exception):
     """PostgreSQL could not be reached or dropped the connection."""
+
+
+def is_connection_failure(exc: BaseException) -> bool:
+    """A failure of the connection itself, not of the statement: no server, a lost or closed
+    connection (psycopg's own errors carry no SQLSTATE), a server going away, no free
+    connection in time."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    sqlstate = exc.sqlstate
+    return sqlstate is None or sqlstate.startswith("08") or sqlstate in _CONNECTION_SQLSTATES
 
 
 class Database:
@@ -59,6 +81,8 @@ class Database:
         try:
             result: T = await run_bounded(self._loop, coro)
         except (OperationalError, PoolTimeout) as exc:
+            if not is_connection_failure(exc):
+                raise
             # Connections idle in the pool may be just as dead (a restarted server): test them
             # now, so that the next callers get live ones instead of failing one by one.
             with trio.move_on_after(POOL_CHECK_SECONDS), contextlib.suppress(Exception):
@@ -67,13 +91,26 @@ class Database:
         return result
 
     async def with_connection(self, work: Callable[[Connection], Awaitable[T]]) -> T:
-        """Run ``work(connection)`` (an asyncio coroutine function) on a pooled connection."""
+        """Run ``work(connection)`` (an asyncio coroutine function) on a pooled connection.
+
+        ``work`` is run again if it lost a deadlock or a serialization conflict: it must be one
+        statement in autocommit or one transaction (`in_transaction`), which PostgreSQL rolled
+        back whole."""
 
         async def run() -> T:
             async with self._pool.connection() as connection:
                 return await work(connection)
 
-        return await self.run_aio(run())
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                return await self.run_aio(run())
+            except (DeadlockDetected, SerializationFailure):
+                if attempt == CONFLICT_ATTEMPTS:
+                    raise
+            await trio.sleep(
+                random.uniform(0.5, 1.5) * CONFLICT_BACKOFF_SECONDS * 2 ** (attempt - 1)
+            )
+        raise AssertionError("unreachable")
 
     async def fetch_all(self, name: str, params: dict[str, Any] | None = None) -> list[Row]:
         sql = self._queries[name]

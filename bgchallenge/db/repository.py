@@ -8,7 +8,7 @@ from typing import Any
 
 from bgchallenge.db.database import Database, Row, Transaction
 from bgchallenge.domain.enqueue import EnqueueRequest
-from bgchallenge.domain.listing import ListQuery
+from bgchallenge.domain.listing import ListQuery, Snapshot
 from bgchallenge.domain.results import Claim, Result, Status, StoredObject
 
 # A concurrent insert of the same identity can commit between the statement's snapshot and
@@ -46,7 +46,7 @@ def _batch_params(pending: Sequence[tuple[int, EnqueueRequest]]) -> dict[str, An
 
 @dataclass(frozen=True)
 class Page:
-    change_no: int
+    snapshot: Snapshot  # the one the page was read in
     results: list[Result]
     more: bool
 
@@ -100,18 +100,24 @@ class Results:
         assert row is not None, "migration 0002 stores the cursor key"
         return str(row["key"]).encode()
 
-    async def change_numbers(self, scopes: Sequence[str]) -> list[int]:
-        """The change number of each scope, in order (0 for a scope nothing has touched)."""
-        rows = await self.database.fetch_all("change_numbers", {"scopes": list(set(scopes))})
-        numbers = {row["scope"]: int(row["change_no"]) for row in rows}
-        return [numbers.get(scope, 0) for scope in scopes]
+    async def unchanged_since(self, checks: Sequence[tuple[str | None, Snapshot]]) -> list[bool]:
+        """For each (job id, or None for every job; snapshot), in order: whether no result in
+        that scope was inserted or changed since the snapshot. One statement for all."""
+        rows = await self.database.fetch_all(
+            "unchanged_since",
+            {
+                "job_ids": [job_id for job_id, _ in checks],
+                "snapshots": [snapshot.text() for _, snapshot in checks],
+            },
+        )
+        answers = {int(row["position"]): bool(row["unchanged"]) for row in rows}
+        return [answers[position] for position in range(1, len(checks) + 1)]
 
     async def list_page(self, query: ListQuery) -> Page:
         """One more row than the limit is read, to know whether another page follows."""
         rows = await self.database.fetch_all(
             "list_results",
             {
-                "scope": query.scope,
                 "after_id": query.after_id,
                 "job_id": query.job_id,
                 "statuses": list(query.statuses) if query.statuses else None,
@@ -120,7 +126,7 @@ class Results:
         )
         results = [Result.from_row(row) for row in rows if row["id"] is not None]
         return Page(
-            change_no=int(rows[0]["change_no"]),
+            snapshot=Snapshot.parse(rows[0]["snapshot"]),
             results=results[: query.limit],
             more=len(results) > query.limit,
         )

@@ -22,7 +22,9 @@ from bgchallenge.domain.enqueue import (
 )
 from bgchallenge.domain.listing import (
     InvalidQuery,
+    Snapshot,
     encode_cursor,
+    etag_snapshots,
     if_none_match_matches,
     list_etag,
     parse_list_query,
@@ -55,7 +57,7 @@ class WebDependencies:
     cursor_key: bytes
     metrics: Metrics
     enqueue: Batcher[EnqueueRequest, Enqueued]
-    change_number: Batcher[str, int]
+    unchanged_since: Batcher[tuple[str | None, Snapshot], bool]
     serve_api: bool = True  # False: only the operations routes (a worker process)
 
 
@@ -206,12 +208,13 @@ def _add_api_routes(app: QuartTrio, deps: WebDependencies) -> None:
             )
         if_none_match = request.headers.get("If-None-Match")
         if if_none_match is not None:
-            # The cheap check first: one indexed single-row read, no page.
-            etag = list_etag(query, await deps.change_number(query.scope))
-            if if_none_match_matches(if_none_match, etag):
-                return not_modified(etag)
+            # The cheap check first: a few index probes, no page. Our own ETags only (a few:
+            # each costs a check); anything else cannot match.
+            for etag, snapshot in etag_snapshots(deps.cursor_key, query, if_none_match)[:4]:
+                if await deps.unchanged_since((query.job_id, snapshot)):
+                    return not_modified(etag)
         page = await deps.results.list_page(query)
-        etag = list_etag(query, page.change_no)
+        etag = list_etag(deps.cursor_key, query, page.snapshot)
         if if_none_match_matches(if_none_match, etag):
             return not_modified(etag)
         next_cursor = (

@@ -2,10 +2,15 @@ import pytest
 
 from bgchallenge.domain.listing import (
     DEFAULT_LIMIT,
+    MAX_RUNNING,
     InvalidQuery,
     ListQuery,
+    Snapshot,
     decode_cursor,
+    decode_position,
     encode_cursor,
+    encode_position,
+    etag_snapshots,
     if_none_match_matches,
     list_etag,
     parse_list_query,
@@ -20,8 +25,6 @@ def parse(**args: list[str]) -> ListQuery:
 
 def test_defaults() -> None:
     assert parse() == ListQuery(job_id=None, statuses=None, limit=DEFAULT_LIMIT, after_id=0)
-    assert parse().scope == "*"
-    assert parse(jobId=["j"]).scope == "job:j"
 
 
 def test_statuses_are_a_set() -> None:
@@ -57,14 +60,67 @@ def test_cursor_round_trip_bound_to_filters() -> None:
     assert "?cursor" in problems(jobId=["b"], cursor=[cursor])
 
 
-def test_etag_is_strong_and_names_query_and_change_number() -> None:
+S7 = Snapshot(7, 7, ())
+S8 = Snapshot(5, 9, (5, 8))
+
+
+def test_etag_is_strong_and_names_query_and_snapshot() -> None:
     query = parse(jobId=["a"])
-    tag = list_etag(query, 7)
-    assert tag.startswith('"') and tag.endswith('"')
-    assert tag != list_etag(query, 8)
-    assert tag != list_etag(parse(jobId=["b"]), 7)
-    assert tag != list_etag(parse(jobId=["a"], limit=["5"]), 7)
-    assert tag == list_etag(parse(jobId=["a"]), 7)
+    tag = list_etag(KEY, query, S7)
+    assert tag.startswith('"') and tag.endswith('"') and '"' not in tag[1:-1]
+    assert tag != list_etag(KEY, query, S8)
+    assert tag != list_etag(KEY, parse(jobId=["b"]), S7)
+    assert tag != list_etag(KEY, parse(jobId=["a"], limit=["5"]), S7)
+    assert tag == list_etag(KEY, parse(jobId=["a"]), S7)
+
+
+def test_etag_snapshots_reads_back_only_our_tags_for_this_query() -> None:
+    query = parse(jobId=["a"])
+    tag = list_etag(KEY, query, S8)
+    header = f'"other", W/{tag}, {list_etag(KEY, parse(), S7)}, {list_etag(b"x" * 32, query, S7)}'
+    assert etag_snapshots(KEY, query, header) == [(tag, S8)]
+    assert etag_snapshots(KEY, query, "*") == []
+    tampered = tag[:-3] + ("B" if tag[-3] != "B" else "C") + tag[-2:]
+    assert etag_snapshots(KEY, query, tampered) == []
+
+
+@pytest.mark.parametrize(
+    "text", ["0:0:", "10:20:12,15", "10:20:", "18446744073709551000:18446744073709551615:"]
+)
+def test_position_round_trip(text: str) -> None:
+    snapshot = Snapshot.parse(text)
+    assert snapshot.text() == text
+    assert decode_position(KEY, "p", encode_position(KEY, "p", snapshot)) == snapshot
+    assert decode_position(KEY, "q", encode_position(KEY, "p", snapshot)) is None
+
+
+@pytest.mark.parametrize("text", ["", "1:2", "5:3:", "1:5:7", "1:5:x"])
+def test_snapshot_parse_refuses_what_postgresql_never_prints(text: str) -> None:
+    with pytest.raises(ValueError):
+        Snapshot.parse(text)
+
+
+def test_a_long_running_list_is_narrowed_to_a_snapshot_that_sees_less() -> None:
+    running = tuple(range(100, 100 + 3 * MAX_RUNNING, 3))
+    wide = Snapshot(100, 1000, running)
+    narrow = decode_position(KEY, "p", encode_position(KEY, "p", wide))
+    assert narrow is not None and len(narrow.xip) == MAX_RUNNING
+    assert len(encode_position(KEY, "p", wide)) <= 80
+
+    def visible(snapshot: Snapshot, xid: int) -> bool:
+        return xid < snapshot.xmin or (xid < snapshot.xmax and xid not in snapshot.xip)
+
+    for xid in range(90, 1010):
+        # never sees a transaction the real snapshot did not (a 304 could be stale)
+        assert not visible(narrow, xid) or visible(wide, xid)
+        # and sees the same below the cut
+        if xid < narrow.xmax:
+            assert visible(narrow, xid) == visible(wide, xid)
+
+
+@pytest.mark.parametrize("text", ["", "A", "!!!!", "A" * 300, "AQAAAAAAAAAHAAAAAAAAAAAAAAAA"])
+def test_positions_not_issued_here_are_refused(text: str) -> None:
+    assert decode_position(KEY, "p", text) is None
 
 
 @pytest.mark.parametrize(
