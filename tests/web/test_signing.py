@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import os
+import shutil
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import trio
@@ -144,3 +149,32 @@ async def test_an_oversized_body_is_413_only_when_rightly_signed(
     right = signed_headers(SECRET, "POST", "/results/enqueue", body)
     assert await enqueue(signed_service, wrong, body=body) == 401
     assert await enqueue(signed_service, right, body=body) == 413
+
+
+def readme_signing_example() -> str:
+    """The README's curl/openssl example, exactly as written there."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("**Signing.**") :]
+    start = section.index("```sh\n") + len("```sh\n")
+    return section[start : section.index("```", start)]
+
+
+@pytest.mark.skipif(not (shutil.which("curl") and shutil.which("openssl")), reason="no curl")
+async def test_the_readme_example_is_accepted(signed_service: RunningService) -> None:
+    script = readme_signing_example()
+    assert "localhost:8000" in script
+    script = script.replace("localhost:8000", signed_service.base_url)
+    run = functools.partial(
+        subprocess.run,
+        ["bash", "-euo", "pipefail", "-c", script],
+        env={**os.environ, "BGC_SIGNING_SECRET": SECRET},
+        capture_output=True,
+        text=True,
+        timeout=IO_GUARD_SECONDS,
+    )
+    with trio.fail_after(IO_GUARD_SECONDS):
+        completed = await trio.to_thread.run_sync(run)
+    assert completed.returncode == 0, completed.stderr
+    answer = json.loads(completed.stdout)
+    assert answer["status"] == "queued", answer
+    assert answer["jobId"] == "job-1"
