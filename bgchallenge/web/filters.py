@@ -102,10 +102,13 @@ def check_signature(secret: str, body: ReceivedBody) -> Response | None:
 
 
 def check_body(body: ReceivedBody, max_bytes: int) -> Response | None:
-    """Answer 413 for a body over ``max_bytes``, 400 for a body on GET or HEAD."""
+    """Answer 413 for a body over ``max_bytes``, 400 for a body on GET or HEAD.
+
+    A path or method the service does not serve stays a 404 or 405 whatever the body.
+    """
     if body.too_large:
         return problem(413, f"the body is larger than {max_bytes} bytes")
-    if body.size and request.method in BODYLESS_METHODS:
+    if body.size and request.method in BODYLESS_METHODS and request.routing_exception is None:
         return problem(
             400, f"a {request.method} request must not have a body", kind="body-not-allowed"
         )

@@ -17,7 +17,7 @@ PAST_BIGINT = str(2**63)
 
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 @pytest.mark.parametrize(
-    "path", ["/results/1", "/results/list?jobId=j", "/health", "/openapi.json", "/nowhere"]
+    "path", ["/results/1", "/results/list?jobId=j", "/health", "/openapi.json"]
 )
 async def test_a_body_on_get_or_head_is_400(
     service: RunningService, method: str, path: str
@@ -28,6 +28,15 @@ async def test_a_body_on_get_or_head_is_400(
     assert response.headers["Content-Type"] == "application/problem+json"
     if method == "GET":
         assert "must not have a body" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(("path", "status"), [("/results/enqueue", 405), ("/nowhere", 404)])
+async def test_a_get_with_a_body_where_no_get_is_served_is_still_404_or_405(
+    service: RunningService, path: str, status: int
+) -> None:
+    with trio.fail_after(IO_GUARD_SECONDS):
+        response = await service.client.request("GET", path, content=b"{}", headers=JSON)
+    assert response.status_code == status
 
 
 async def test_an_empty_body_on_get_is_fine(service: RunningService) -> None:
