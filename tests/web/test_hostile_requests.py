@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
@@ -46,12 +46,15 @@ async def test_an_empty_body_on_get_is_fine(service: RunningService) -> None:
 
 
 @pytest.fixture
-def results_locked(service: RunningService, database_url: str) -> Iterator[None]:
+async def results_locked(service: RunningService, database_url: str) -> AsyncIterator[None]:
     """The results table of the running service locked: a request that queries it waits."""
-    with psycopg.connect(database_url) as connection:
-        connection.execute("LOCK TABLE results IN ACCESS EXCLUSIVE MODE")
+    connection = await trio.to_thread.run_sync(psycopg.connect, database_url)
+    try:
+        lock = "LOCK TABLE results IN ACCESS EXCLUSIVE MODE"
+        await trio.to_thread.run_sync(connection.execute, lock)
         yield
-        connection.rollback()
+    finally:
+        await trio.to_thread.run_sync(connection.close)
 
 
 @pytest.mark.parametrize(
