@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 
 import psycopg
@@ -48,7 +49,8 @@ async def test_an_empty_body_on_get_is_fine(service: RunningService) -> None:
 @pytest.fixture
 async def results_locked(service: RunningService, database_url: str) -> AsyncIterator[None]:
     """The results table of the running service locked: a request that queries it waits."""
-    connection = await trio.to_thread.run_sync(psycopg.connect, database_url)
+    connect = functools.partial(psycopg.connect, database_url)
+    connection: psycopg.Connection[tuple[object, ...]] = await trio.to_thread.run_sync(connect)
     try:
         lock = "LOCK TABLE results IN ACCESS EXCLUSIVE MODE"
         await trio.to_thread.run_sync(connection.execute, lock)
