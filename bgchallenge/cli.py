@@ -14,13 +14,20 @@ from typing import NoReturn
 import trio
 
 from bgchallenge.db.database import DatabaseUnavailable
+from bgchallenge.db.migrate import MigrationFailed
 from bgchallenge.logs import configure_logging
 from bgchallenge.settings import Settings, SettingsError
 from bgchallenge.storage.s3 import StorageRejected, StorageUnavailable
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
-EXPECTED_FAILURES = (DatabaseUnavailable, StorageUnavailable, StorageRejected, OSError)
+EXPECTED_FAILURES = (
+    DatabaseUnavailable,
+    MigrationFailed,
+    StorageUnavailable,
+    StorageRejected,
+    OSError,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -103,6 +110,23 @@ def _with_port(settings: Settings, port: int | None) -> Settings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The console script; a closed stdout (``| head``, ``>&-``) ends it quietly."""
+    if sys.stdout is None:  # started with fd 1 closed: whatever we print goes nowhere
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (stdout lives as long as we do)
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here rather than at the interpreter's exit
+    except BrokenPipeError:
+        # Python's documented recipe (the signal module's "Note on SIGPIPE"): point stdout at
+        # devnull so that the interpreter's last flush cannot fail again, and exit 1.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILURE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "submit":
         return _submit(args)
@@ -131,7 +155,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         failure = _expected_failure(exc)
         if failure is None:
             raise
-        return _fail(f"{type(failure).__name__}: {failure}", EXIT_FAILURE)
+        if isinstance(failure, BrokenPipeError):
+            raise failure from None  # stdout closed: `main` ends quietly
+        # a role without the privileges, or the wrong database, is a bad setting
+        bad_setting = isinstance(failure, MigrationFailed) and failure.bad_setting
+        return _fail(
+            f"{type(failure).__name__}: {failure}", EXIT_USAGE if bad_setting else EXIT_FAILURE
+        )
     finally:
         log_writer.stop()  # writes every line still queued: none logged before exit is lost
 

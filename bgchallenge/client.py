@@ -106,7 +106,12 @@ def prepare(
 
 
 def _http_url(name: str, raw: str) -> str:
-    parts = urlsplit(raw)
+    try:
+        parts = urlsplit(raw)
+        _ = parts.port  # raises ValueError for a port that is not a number 0-65535
+        httpx.URL(raw)
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise UsageError(f"{name}: not a valid URL: {raw!r} ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"{name}: not an http:// or https:// URL: {raw!r}")
     return raw

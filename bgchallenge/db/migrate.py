@@ -6,12 +6,26 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
+
 from bgchallenge.db.database import Connection, Database
 from bgchallenge.resources import sql_dir
 
 # Any constant shared by every process of this service; it serialises concurrent migrators.
 MIGRATION_LOCK_KEY = 0x6263_6D69  # "bcmi"
 _FILE_NAME = re.compile(r"^(\d{4})_([\w-]+)\.sql$")
+# SQLSTATEs that mean the settings are wrong (the role may not do this, or the database or
+# schema is not the one meant), not that a migration is: insufficient privilege, invalid
+# authorization (class 28), invalid catalog or schema name.
+_SETTINGS_STATES = ("42501", "28", "3D000", "3F000")
+
+
+class MigrationFailed(Exception):
+    """PostgreSQL refused a statement of the migration; ``str()`` is one line."""
+
+    def __init__(self, message: str, *, bad_setting: bool) -> None:
+        super().__init__(message)
+        self.bad_setting = bad_setting
 
 
 @dataclass(frozen=True)
@@ -37,8 +51,10 @@ def load_migrations(directory: Path | None = None) -> list[Migration]:
 async def migrate(database: Database) -> list[str]:
     """Apply every migration not yet recorded; answer the names applied now."""
     migrations = load_migrations()
+    step = "preparing to migrate"  # what was being done, for the error
 
     async def work(connection: Connection) -> list[str]:
+        nonlocal step
         applied_now: list[str] = []
         await connection.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
         try:
@@ -52,6 +68,7 @@ async def migrate(database: Database) -> list[str]:
             for migration in migrations:
                 if migration.version in done:
                     continue
+                step = f"migration {migration.version:04d}_{migration.name}"
                 async with connection.transaction():
                     await connection.execute(migration.sql.encode())
                     await connection.execute(
@@ -63,4 +80,12 @@ async def migrate(database: Database) -> list[str]:
             await connection.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
         return applied_now
 
-    return await database.with_connection(work)
+    try:
+        return await database.with_connection(work)
+    except psycopg.Error as exc:  # connection failures are DatabaseUnavailable already
+        state = exc.sqlstate or ""
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise MigrationFailed(
+            f"{step}: {first_line} (SQLSTATE {state or 'unknown'})",
+            bad_setting=bool(state) and state.startswith(_SETTINGS_STATES),
+        ) from exc

@@ -57,6 +57,8 @@ def parse_enqueue_body(raw: bytes) -> EnqueueRequest:
         body = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidBody([FieldProblem("#", f"malformed JSON: {exc}")]) from exc
+    except RecursionError:  # json's parser recurses once per level of nesting
+        raise InvalidBody([FieldProblem("#", "malformed JSON: nested too deeply")]) from None
     if not isinstance(body, dict):
         raise NotAnObject(f"a single JSON object is required, not {_json_kind(body)}")
 

@@ -33,7 +33,7 @@ from bgchallenge.domain.results import render_result
 from bgchallenge.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bgchallenge.metrics import Metrics
 from bgchallenge.storage.s3 import Storage
-from bgchallenge.web.filters import check_signature, raw_body
+from bgchallenge.web.filters import check_body, check_signature, raw_body, receive_body
 from bgchallenge.web.openapi import register_openapi
 from bgchallenge.web.problems import json_response, not_modified, problem
 from bgchallenge.web.recent import Recent
@@ -47,6 +47,9 @@ HEALTH_MAX_AGE_SECONDS = 1.0
 # /metrics reads the queue depth (a count over the queue) at most this often: on demand, so a
 # process nobody scrapes runs no count, and a scrape after a quiet spell gets a fresh value.
 QUEUE_DEPTH_MAX_AGE_SECONDS = 5.0
+# Ids are PostgreSQL bigints from 1: a larger one would be sent as numeric and scan the table,
+# so the route answers 404 for anything else before any query.
+RESULT_ID = f"int(min=1, max={2**63 - 1})"
 
 
 @dataclass(frozen=True)
@@ -63,23 +66,20 @@ class WebDependencies:
 
 def create_app(deps: WebDependencies) -> QuartTrio:
     app = QuartTrio("bgchallenge")
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.config["MAX_CONTENT_LENGTH"] = None  # `screen` enforces MAX_BODY_BYTES, after signing
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
 
     @app.before_request
-    async def read_the_body_first() -> None:
-        """Read any request body (at most 64 KiB) before answering: with hypercorn and
-        quart-trio, an answer sent before the body has arrived (404, 405, 415, an unsigned
-        401) leaves a kept-alive connection hung. Reading is not parsing: the signature is
-        still checked before the body means anything."""
-        await raw_body()
-
-    if deps.signing_secret is not None:
-        secret = deps.signing_secret
-
-        @app.before_request
-        async def signed() -> Response | None:
-            return await check_signature(secret)
+    async def screen() -> Response | None:
+        """Read the body first (see `receive_body`: answering before it has arrived hangs a
+        kept-alive connection), then check the signature, then the body's limits: reading
+        is not parsing, and an unsigned request gets 401 whatever its body."""
+        body = await receive_body(MAX_BODY_BYTES)
+        if deps.signing_secret is not None:
+            refused = check_signature(deps.signing_secret, body)
+            if refused is not None:
+                return refused
+        return check_body(body, MAX_BODY_BYTES)
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:
@@ -166,7 +166,7 @@ def _add_api_routes(app: QuartTrio, deps: WebDependencies) -> None:
                 "the body must be JSON (Content-Type: application/json)",
                 kind="unsupported-media-type",
             )
-        raw = await raw_body()
+        raw = raw_body()
         try:
             parsed = parse_enqueue_body(raw)
         except NotAnObject as exc:
@@ -223,7 +223,7 @@ def _add_api_routes(app: QuartTrio, deps: WebDependencies) -> None:
         body = {"items": [render_result(r) for r in page.results], "nextCursor": next_cursor}
         return json_response(body, headers={"ETag": etag, "Cache-Control": "no-cache"})
 
-    @app.post("/results/<int:result_id>/cancel")
+    @app.post(f"/results/<{RESULT_ID}:result_id>/cancel")
     async def cancel(result_id: int) -> Response:
         outcome = await deps.results.cancel(result_id)
         if outcome is None:
@@ -232,7 +232,7 @@ def _add_api_routes(app: QuartTrio, deps: WebDependencies) -> None:
             log.info("cancel requested", extra={"id": result_id, "jobId": outcome.result.job_id})
         return json_response(render_result(outcome.result), 202 if outcome.requested else 200)
 
-    @app.get("/results/<int:result_id>")
+    @app.get(f"/results/<{RESULT_ID}:result_id>")
     async def get_result(result_id: int) -> Response:
         result = await deps.results.get(result_id)
         if result is None:

@@ -287,9 +287,11 @@ def _security_schemes() -> dict[str, Schema]:
             "in": "header",
             "name": "X-Bgc-Signature",
             "description": when
-            + f'`{SIGNATURE_PREFIX}<hex HMAC-SHA256 of "<timestamp>.<METHOD>.<target>.<raw body>">`'
-            " keyed with the secret, where target is the path as sent, query string included. "
-            "Checked before the body is parsed.",
+            + f"`{SIGNATURE_PREFIX}<hex HMAC-SHA256>` keyed with the secret, of the canonical "
+            "string `<timestamp>\\n<METHOD>\\n<target>\\n<hex SHA-256 of the raw body>` (four "
+            "fields joined by line feeds; target is the request target as sent, query string "
+            "included; no body: the SHA-256 of the empty string). Checked before the body is "
+            "parsed, so an unsigned request gets 401 whatever its body, even a too large one.",
         },
     }
 
@@ -322,8 +324,8 @@ def _responses() -> dict[str, Schema]:
         "NotFound": _problem("Problem", "No result with this id."),
         "TooLarge": _problem(
             "Problem",
-            f"The body is larger than {MAX_BODY_BYTES} bytes (when signing is on, the body of "
-            "any request the filter checks is read, and limited, too).",
+            f"The body is larger than {MAX_BODY_BYTES} bytes (when signing is on, only once "
+            "the signature has been checked: an unsigned request gets 401).",
         ),
     }
 
@@ -573,7 +575,8 @@ def openapi_document() -> dict[str, Any]:
             "summary": "Copies remote images into object storage, reliably and in the background.",
             "description": "Every error is `application/problem+json` (RFC 9457). Timestamps "
             "are RFC 3339 in UTC with milliseconds. Requests to "
-            f"`{SIGNED_PREFIX}*` must be signed when the service has a signing secret.",
+            f"`{SIGNED_PREFIX}*` must be signed when the service has a signing secret. "
+            "A GET or HEAD request with a body is refused with 400, on every path.",
         },
         "paths": dict(sorted(paths.items())),
         "components": {

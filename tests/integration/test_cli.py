@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 import pytest
+
+from tests.support.servers import PostgresCluster, unique_name
 
 
 def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -82,3 +88,82 @@ def test_help_everywhere() -> None:
     for args in (("--help",), *((command, "--help") for command in commands)):
         completed = run(*args)
         assert completed.returncode == 0 and "usage: bgchallenge" in completed.stdout
+
+
+def test_a_failing_migration_is_one_clear_line_not_a_traceback(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute("DELETE FROM schema_migrations WHERE version = 2")  # so it runs again
+    completed = run("migrate", DATABASE_URL=database_url)
+    assert completed.returncode == 1, completed.stderr
+    assert "Traceback" not in completed.stderr
+    (line,) = completed.stderr.splitlines()
+    assert line.startswith("bgchallenge: MigrationFailed: migration 0002_change_numbers: ")
+    assert "already exists" in line
+
+
+@pytest.fixture
+def weak_role(postgres_cluster: PostgresCluster) -> Iterator[str]:
+    """A role that may log in and nothing else."""
+    role = unique_name("bgc_weak_")
+    with psycopg.connect(postgres_cluster.admin_url, autocommit=True) as connection:
+        connection.execute(f"CREATE ROLE {role} LOGIN")  # our name, never input
+    try:
+        yield role
+    finally:
+        with psycopg.connect(postgres_cluster.admin_url, autocommit=True) as connection:
+            connection.execute(f"DROP ROLE {role}")
+
+
+def test_a_role_without_privileges_is_exit_2_and_one_clear_line(
+    database_url: str, weak_role: str
+) -> None:
+    parts = urlsplit(database_url)
+    as_weak = urlunsplit(parts._replace(netloc=f"{weak_role}@{parts.netloc.rpartition('@')[2]}"))
+    completed = run("migrate", DATABASE_URL=as_weak)
+    assert completed.returncode == 2, completed.stderr
+    assert "Traceback" not in completed.stderr
+    (line,) = completed.stderr.splitlines()
+    assert line.startswith("bgchallenge: MigrationFailed: preparing to migrate: permission denied")
+
+
+def run_with_stdout(stdout: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The command with stdout a pipe nobody reads any more (``| head -c0``) or closed."""
+    clean = {
+        k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("BGC_")
+    }
+    command = [sys.executable, "-m", "bgchallenge", *args]
+    if stdout == "closed":  # as `>&-` does: no file descriptor 1 at all
+        command = ["bash", "-c", shlex.join(command) + " >&-"]
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # before the command starts: its first write meets a broken pipe
+    try:
+        return subprocess.run(
+            command,
+            env={**clean, **env},
+            stdin=subprocess.DEVNULL,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize("stdout", ["broken pipe", "closed"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("submit", "--job-id", "j", "--server", "http://127.0.0.1:9"),
+        ("migrate",),
+        ("--help",),
+    ],
+    ids=["submit", "migrate", "help"],
+)
+def test_a_closed_stdout_ends_quietly(
+    database_url: str, stdout: str, args: tuple[str, ...]
+) -> None:
+    """Python's recipe for SIGPIPE: no traceback, no "Exception ignored", exit 0 or 1."""
+    completed = run_with_stdout(stdout, *args, DATABASE_URL=database_url)
+    assert completed.stderr == ""
+    assert completed.returncode in (0, 1)

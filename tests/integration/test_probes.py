@@ -57,7 +57,7 @@ async def operations_routes(
             await results.cursor_key(),
             Metrics(),
             enqueue=Batcher(results.enqueue_many),
-            change_number=Batcher(results.change_numbers),
+            unchanged_since=Batcher(results.unchanged_since),
             serve_api=False,
         )
         shutdown = trio.Event()

@@ -153,6 +153,9 @@ async def test_the_default_server_is_127_0_0_1_on_port(
         (["--job-id", "j", "-"], {"BGC_SERVER": "ftp://h"}, "bgchallenge: BGC_SERVER: not an"),
         (["--job-id", "j", "--server", "h:80", "-"], {}, "bgchallenge: --server: not an"),
         (["--job-id", "j", "a", "b"], {}, "bgchallenge: unrecognized arguments: b"),
+        (["--job-id", "j", "--server", "http://[::1"], {}, "bgchallenge: --server: not a valid"),
+        (["--job-id", "j", "--server", "http://h:abc"], {}, "bgchallenge: --server: not a valid"),
+        (["--job-id", "j"], {"BGC_SERVER": "http://h:99999"}, "bgchallenge: BGC_SERVER: not a"),
     ],
 )
 async def test_bad_arguments_are_exit_2_and_one_clear_line(

@@ -83,6 +83,9 @@ def test_server_comes_from_the_option_then_bgc_server_then_port() -> None:
         ({"env": {"BGC_SERVER": "ftp://x"}}, "BGC_SERVER: not an http:// or https:// URL"),
         ({"env": {"BGC_SERVER": "localhost:8000"}}, "BGC_SERVER: not an http"),
         ({"server": "http://"}, "--server: not an http:// or https:// URL"),
+        ({"server": "http://[::1"}, "--server: not a valid URL: 'http://[::1' (Invalid IPv6"),
+        ({"server": "http://h:abc"}, "--server: not a valid URL: 'http://h:abc' (Port could"),
+        ({"env": {"BGC_SERVER": "http://h:99999"}}, "BGC_SERVER: not a valid URL"),
     ],
 )
 def test_bad_arguments_are_usage_errors(overrides: dict[str, object], message: str) -> None:

@@ -40,6 +40,18 @@ def test_malformed_json(raw: bytes) -> None:
     assert "malformed JSON" in caught.value.problems[0].detail
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [b"[" * 100_000, b'{"a":' * 20_000 + b"1" + b"}" * 20_000, b"[" * 60_000 + b"]" * 60_000],
+    ids=["open-arrays", "nested-objects", "closed-arrays"],
+)
+def test_deeply_nested_json_is_malformed_not_a_crash(raw: bytes) -> None:
+    with pytest.raises(InvalidBody) as caught:
+        parse_enqueue_body(raw)
+    assert caught.value.problems[0].pointer == "#"
+    assert "nested too deeply" in caught.value.problems[0].detail
+
+
 def pointers(value: object) -> dict[str, str]:
     with pytest.raises(InvalidBody) as caught:
         parse_enqueue_body(body(value))

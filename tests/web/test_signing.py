@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import os
+import shutil
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import trio
 
 from bgchallenge.settings import Settings
 from tests.conftest import IO_GUARD_SECONDS, RunningService, start_service
+from tests.support.rawhttp import open_connection, read_response
 from tests.support.signing import signed_headers
 
 SECRET = "test-secret"
@@ -81,3 +87,94 @@ async def test_the_query_string_is_part_of_the_signed_target(
     with trio.fail_after(IO_GUARD_SECONDS):
         response = await signed_service.client.get("/results/1?x=1", headers=headers)
     assert response.status_code == 404
+
+
+async def test_a_signed_list_cannot_be_replayed_as_another_jobs_list(
+    signed_service: RunningService,
+) -> None:
+    """The old `.`-joined canonical string signed these two requests alike."""
+    signed = signed_headers(SECRET, "GET", "/results/list?jobId=batch.2024&status=failed", b"")
+    with trio.fail_after(IO_GUARD_SECONDS):
+        own = await signed_service.client.get(
+            "/results/list", params={"jobId": "batch.2024", "status": "failed"}, headers=signed
+        )
+        replayed = await signed_service.client.request(
+            "GET",
+            "/results/list?jobId=batch",
+            content=b"2024&status=failed.",
+            headers=signed,
+        )
+    assert own.status_code == 200
+    assert replayed.status_code == 401
+
+
+async def test_a_signed_get_with_a_body_is_400(signed_service: RunningService) -> None:
+    headers = signed_headers(SECRET, "GET", "/results/list?jobId=j", b"x")
+    with trio.fail_after(IO_GUARD_SECONDS):
+        response = await signed_service.client.request(
+            "GET", "/results/list?jobId=j", content=b"x", headers=headers
+        )
+    assert response.status_code == 400
+    assert "must not have a body" in response.json()["detail"]
+
+
+async def test_an_unsigned_oversized_body_is_401_and_the_connection_stays_usable(
+    signed_service: RunningService,
+) -> None:
+    """The signature is checked before the body's size: 401, not 413. The body is still
+    read to its end (a slow client's too), so the kept-alive connection serves the next."""
+    body = b"x" * (100 * 1024)
+    head = b"POST /results/enqueue HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+    buffer = bytearray()
+    with trio.fail_after(IO_GUARD_SECONDS):
+        async with await open_connection(signed_service.base_url) as stream:
+            await stream.send_all(head + b"Content-Length: %d\r\n\r\n" % len(body))
+            await trio.sleep(0.2)  # a slow client: the body comes later
+            await stream.send_all(body)
+            status, answer = await read_response(stream, buffer)
+            assert status == 401, answer
+            await stream.send_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+            status, _ = await read_response(stream, buffer)
+            assert status == 200
+        # and with a client library, on one connection pool
+        assert await enqueue(signed_service, {}, body=body) == 401
+        assert await enqueue(signed_service, {}) == 401
+
+
+async def test_an_oversized_body_is_413_only_when_rightly_signed(
+    signed_service: RunningService,
+) -> None:
+    body = json.dumps({"jobId": "j", "url": "https://e.com/a.png", "pad": "x" * 70_000}).encode()
+    wrong = signed_headers("other", "POST", "/results/enqueue", body)
+    right = signed_headers(SECRET, "POST", "/results/enqueue", body)
+    assert await enqueue(signed_service, wrong, body=body) == 401
+    assert await enqueue(signed_service, right, body=body) == 413
+
+
+def readme_signing_example() -> str:
+    """The README's curl/openssl example, exactly as written there."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("**Signing.**") :]
+    start = section.index("```sh\n") + len("```sh\n")
+    return section[start : section.index("```", start)]
+
+
+@pytest.mark.skipif(not (shutil.which("curl") and shutil.which("openssl")), reason="no curl")
+async def test_the_readme_example_is_accepted(signed_service: RunningService) -> None:
+    script = readme_signing_example()
+    assert "localhost:8000" in script
+    script = script.replace("localhost:8000", signed_service.base_url)
+    run = functools.partial(
+        subprocess.run,
+        ["bash", "-euo", "pipefail", "-c", script],
+        env={**os.environ, "BGC_SIGNING_SECRET": SECRET},
+        capture_output=True,
+        text=True,
+        timeout=IO_GUARD_SECONDS,
+    )
+    with trio.fail_after(IO_GUARD_SECONDS):
+        completed = await trio.to_thread.run_sync(run)
+    assert completed.returncode == 0, completed.stderr
+    answer = json.loads(completed.stdout)
+    assert answer["status"] == "queued", answer
+    assert answer["jobId"] == "job-1"

@@ -1,0 +1,36 @@
+"""HTTP/1.1 by hand, for what a client library hides: one kept-alive connection, a slow body."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import trio
+
+
+async def open_connection(base_url: str) -> trio.SocketStream:
+    address = urlsplit(base_url)
+    assert address.hostname is not None and address.port is not None
+    return await trio.open_tcp_stream(address.hostname, address.port)
+
+
+async def read_response(stream: trio.SocketStream, buffer: bytearray) -> tuple[int, bytes]:
+    """One response with a Content-Length, taken off ``buffer``: its status and body."""
+    while b"\r\n\r\n" not in buffer:
+        chunk = await stream.receive_some()
+        if not chunk:
+            raise EOFError(bytes(buffer))
+        buffer += chunk
+    head, _, _ = bytes(buffer).partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    length = next(
+        int(line.split(b":", 1)[1]) for line in lines if line.lower().startswith(b"content-length:")
+    )
+    end = len(head) + 4 + length
+    while len(buffer) < end:
+        chunk = await stream.receive_some()
+        if not chunk:
+            raise EOFError(bytes(buffer))
+        buffer += chunk
+    body = bytes(buffer[len(head) + 4 : end])
+    del buffer[:end]
+    return int(lines[0].split()[1]), body
