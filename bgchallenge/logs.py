@@ -66,6 +66,14 @@ class NonBlockingQueueHandler(logging.handlers.QueueHandler):
     def __init__(self, pending: queue.Queue[logging.LogRecord | None]) -> None:
         super().__init__(pending)
         self.dropped = 0
+        self.writer: StdoutWriter | None = None
+
+    def close(self) -> None:
+        # `logging.shutdown()` closes every handler: also on the way out through `os._exit`
+        # (a second signal), where no `finally` runs, the lines still queued are written.
+        super().close()
+        if self.writer is not None:
+            self.writer.stop()
 
     def enqueue(self, record: logging.LogRecord) -> None:
         try:
@@ -109,6 +117,8 @@ class StdoutWriter(logging.handlers.QueueListener):
         self.pending.put(None)
 
     def stop(self) -> None:
+        if self._thread is None:  # stopped already
+            return
         # Whatever is logged from here on (at interpreter shutdown) is written directly.
         direct = logging.StreamHandler(sys.stdout)
         direct.setFormatter(self.lines)
@@ -131,6 +141,6 @@ def configure_logging(
     # hypercorn's and botocore's chatter is not our events
     for noisy in ("hypercorn.access", "botocore", "urllib3", "httpx", "httpcore", "pgserver"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    writer = StdoutWriter(pending, lines)
+    writer = enqueue.writer = StdoutWriter(pending, lines)
     writer.start()
     return writer
