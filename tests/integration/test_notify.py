@@ -70,7 +70,8 @@ async def test_a_batch_of_inserts_sends_one_notification(database_url: str) -> N
         with psycopg.connect(database_url) as writer:
             writer.execute(
                 "INSERT INTO results (job_id, host, object_path, url) "
-                "SELECT 'j', 'e.com', '/' || n, 'https://e.com/' || n FROM generate_series(1, 500) n"
+                "SELECT 'j', 'e.com', '/' || n, 'https://e.com/' || n "
+                "FROM generate_series(1, 500) AS n"
             )
         with trio.fail_after(IO_GUARD_SECONDS):
             assert await trio.to_thread.run_sync(drain, listener, 0.5) == [""]
