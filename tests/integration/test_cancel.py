@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import pytest
 import trio
 
-from bgchallenge.db.database import open_database
 from bgchallenge.db.repository import Results
-from bgchallenge.metrics import Metrics
-from bgchallenge.service import Role, create_storage, work_context
+from bgchallenge.service import Role
 from bgchallenge.settings import Settings
-from bgchallenge.work.workers import WorkContext, run_attempt
+from bgchallenge.work.workers import run_attempt
 from tests.conftest import IO_GUARD_SECONDS, RunningService, start_service
+from tests.support.attempts import worker_context
 from tests.support.origin import Origin
 from tests.support.processes import ServiceProcess
 from tests.support.results import (
@@ -94,18 +90,6 @@ async def test_cancel_racing_a_claim_ends_in_exactly_one_outcome(
             assert outcomes[result_id] == shown, (result_id, code, shown)
         else:  # running when asked: whatever the attempt was doing, it ends canceled
             assert (shown, outcomes[result_id]) == ("running", "canceled"), result_id
-
-
-@asynccontextmanager
-async def worker_context(settings: Settings) -> AsyncIterator[WorkContext]:
-    """A worker process's parts without its listener: a cancel's NOTIFY reaches nobody, as
-    when it arrives just as the attempt ends, so only the recorded flag can stop the result."""
-    async with open_database(settings.database_url or "", max_size=4) as database:
-        ctx = work_context(settings, database, create_storage(settings), Metrics())
-        try:
-            yield ctx
-        finally:
-            await ctx.fetcher.aclose()
 
 
 @pytest.mark.parametrize(

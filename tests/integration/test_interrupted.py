@@ -5,6 +5,7 @@ not `succeeded` has no object and no open multipart upload, and no claim is lost
 from __future__ import annotations
 
 import dataclasses
+import logging
 import signal
 from collections.abc import Iterator
 
@@ -19,7 +20,9 @@ from bgchallenge.domain.results import Claim, Status
 from bgchallenge.domain.retry import max_attempts
 from bgchallenge.settings import Settings
 from bgchallenge.work.dispatcher import Dispatcher
+from bgchallenge.work.workers import run_attempt
 from tests.conftest import IO_GUARD_SECONDS
+from tests.support.attempts import worker_context
 from tests.support.origin import Origin
 from tests.support.processes import ServiceProcess
 from tests.support.proxy import postgres_proxy
@@ -158,3 +161,37 @@ async def test_a_claim_cancelled_after_its_commit_is_handed_back_at_once(
     (row,) = fetch_rows(database_url)
     assert (row["status"], row["attempts"], row["lease_owner"]) == ("queued", 0, None)
     assert handed_back == [Status.QUEUED]
+
+
+async def test_an_attempt_whose_result_was_failed_meanwhile_records_nothing_and_says_so(
+    settings: Settings,
+    origin: Origin,
+    database_url: str,
+    s3_endpoint: str,
+    bucket: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Its process stalled past its lease, the reaper failed the result (attempts spent), then
+    the attempt went on and stored the object: the success is not recorded, nothing claims it
+    was, and the object it stored goes."""
+    caplog.set_level(logging.INFO, logger="bgchallenge")
+    bucket_state = Bucket(s3_endpoint, bucket)
+    insert_results(database_url, [origin.url("late.png")])
+    with trio.fail_after(IO_GUARD_SECONDS):
+        async with worker_context(settings) as ctx:
+            (claim,) = await ctx.attempts.claim_due(1)
+            with psycopg.connect(database_url) as connection:
+                connection.execute("UPDATE results SET lease_expires_at = now() - interval '1s'")
+            (reaped,) = await ctx.attempts.reap_expired_leases(max_attempts=1)
+            assert reaped["status"] == "failed"
+            await run_attempt(ctx, claim)
+    (row,) = fetch_rows(database_url)
+    assert (row["status"], row["error_code"], row["storage_key"]) == ("failed", "exhausted", None)
+    assert row["storage_cleanup_due_at"] is None
+    assert bucket_state.object_keys() == [] and bucket_state.uploads() == []
+    events = [record.getMessage() for record in caplog.records]
+    assert "outcome not recorded" in events and "succeeded" not in events
+    registry = ctx.metrics.registry
+    assert registry.get_sample_value("bgc_results_succeeded_total") == 0
+    assert registry.get_sample_value("bgc_stored_bytes_total") == 0
+    assert registry.get_sample_value("bgc_outcomes_not_recorded_total") == 1
