@@ -185,13 +185,13 @@ async def test_an_attempt_whose_result_was_failed_meanwhile_records_nothing_and_
             (reaped,) = await ctx.attempts.reap_expired_leases(max_attempts=1)
             assert reaped["status"] == "failed"
             await run_attempt(ctx, claim)
-    (row,) = fetch_rows(database_url)
-    assert (row["status"], row["error_code"], row["storage_key"]) == ("failed", "exhausted", None)
-    assert row["storage_cleanup_due_at"] is None
-    assert bucket_state.object_keys() == [] and bucket_state.uploads() == []
     events = [record.getMessage() for record in caplog.records]
     assert "outcome not recorded" in events and "succeeded" not in events
     registry = ctx.metrics.registry
     assert registry.get_sample_value("bgc_results_succeeded_total") == 0
     assert registry.get_sample_value("bgc_stored_bytes_total") == 0
     assert registry.get_sample_value("bgc_outcomes_not_recorded_total") == 1
+    (row,) = fetch_rows(database_url)
+    assert (row["status"], row["error_code"], row["storage_key"]) == ("failed", "exhausted", None)
+    assert bucket_state.object_keys() == [] and bucket_state.uploads() == []
+    assert row["storage_cleanup_due_at"] is None
