@@ -14,13 +14,13 @@ import pytest
 import trio
 
 from bgchallenge.db.database import open_database
-from bgchallenge.db.repository import Attempts
+from bgchallenge.db.repository import Attempts, Results
 from bgchallenge.domain.keys import object_key
 from bgchallenge.domain.results import Claim, Status
 from bgchallenge.domain.retry import max_attempts
 from bgchallenge.settings import Settings
 from bgchallenge.work.dispatcher import Dispatcher
-from bgchallenge.work.workers import run_attempt
+from bgchallenge.work.workers import run_attempt, sweep_storage
 from tests.conftest import IO_GUARD_SECONDS
 from tests.support.attempts import worker_context
 from tests.support.origin import Origin
@@ -195,3 +195,25 @@ async def test_an_attempt_whose_result_was_failed_meanwhile_records_nothing_and_
     assert (row["status"], row["error_code"], row["storage_key"]) == ("failed", "exhausted", None)
     assert bucket_state.object_keys() == [] and bucket_state.uploads() == []
     assert row["storage_cleanup_due_at"] is None
+
+
+async def test_a_result_canceled_between_retries_is_swept_clean(
+    settings: Settings, database_url: str, s3_endpoint: str, bucket: str
+) -> None:
+    """Its first attempt's process died mid-upload and after storing the object (both, to
+    leave both kinds of leftovers); the result, queued again, is canceled before a retry."""
+    bucket_state = Bucket(s3_endpoint, bucket)
+    insert_results(database_url, ["http://127.0.0.1:9/files/left.png"])
+    set_attempts(database_url, 1)
+    (row,) = fetch_rows(database_url)
+    key = object_key(row["id"], row["object_path"])
+    bucket_state.client.put_object(Bucket=bucket, Key=key, Body=b"stale")
+    bucket_state.client.create_multipart_upload(Bucket=bucket, Key=key)
+    with trio.fail_after(IO_GUARD_SECONDS):
+        async with worker_context(settings) as ctx:
+            canceled = await Results(ctx.attempts.database).cancel(row["id"])
+            assert canceled is not None and canceled.result.status is Status.CANCELED
+            assert fetch_rows(database_url)[0]["storage_cleanup_due_at"] is not None
+            await sweep_storage(ctx)
+    assert leftovers(bucket_state, [key]) == []
+    assert fetch_rows(database_url)[0]["storage_cleanup_due_at"] is None
