@@ -164,7 +164,7 @@ async def run_attempt(ctx: WorkContext, claim: Claim) -> None:
     ctx.active[claim.id] = attempt
     if ctx.early_cancels.pop(claim.id, None) is not None:
         attempt.cancel("canceled")
-    recorded = False
+    recorded = must_clean = False
     fields = {"id": claim.id, "jobId": claim.job_id, "attempt": claim.attempts}
     log.info("attempt started", extra={**fields, "url": claim.url})
     ctx.metrics.attempts.inc()
@@ -189,13 +189,18 @@ async def run_attempt(ctx: WorkContext, claim: Claim) -> None:
                     outcome = Failure("origin_unavailable", f"internal error: {exc!r}")
             nursery.cancel_scope.cancel()
         elapsed_ms = round((trio.current_time() - started) * 1000)
-        await _record(ctx, attempt, outcome, {**fields, "ms": elapsed_ms})
+        must_clean = await _record(ctx, attempt, outcome, {**fields, "ms": elapsed_ms})
         recorded = True
     finally:
         del ctx.active[claim.id]
         if not recorded:
             with trio.CancelScope(shield=True):
                 await hand_back(ctx, claim, fields)
+    if must_clean:
+        # After the record, not before: until the terminal state is committed another attempt
+        # may own the key. The obligation was committed with that state, so a crash or a
+        # cancellation from here on leaves the work to the reaper's sweep.
+        await _clean_storage(ctx, claim.id, object_key(claim.id, claim.object_path), fields)
 
 
 async def hand_back(ctx: WorkContext, claim: Claim, fields: dict[str, object]) -> None:
@@ -219,19 +224,16 @@ async def _record(
     attempt: ActiveAttempt,
     outcome: StoredObject | Failure | None,
     fields: dict[str, object],
-) -> None:
+) -> bool:
     """Record the attempt's outcome, then log and count what the database actually recorded.
 
-    A result that ended failed or canceled has its key cleaned right after (after, not before:
-    until the terminal state is committed another attempt may own the key). The obligation is
-    recorded with the terminal state, so a crash in between leaves it to the reaper's sweep.
+    Answers whether the result's key must now be cleaned (it ended failed or canceled).
     """
     claim = attempt.claim
     lease = ctx.settings.lease_seconds
-    key = object_key(claim.id, claim.object_path)
     if outcome is None and attempt.reason != "canceled":
         log.info("attempt stopped", extra={**fields, "reason": attempt.reason})
-        return
+        return False
     write: Callable[[], Awaitable[Status | None]]
     if outcome is None:
         intended = Status.CANCELED
@@ -264,9 +266,8 @@ async def _record(
         # A stored object whose result has meanwhile ended without success must go.
         if isinstance(outcome, StoredObject):
             with contextlib.suppress(DatabaseUnavailable):
-                if await ctx.attempts.require_storage_cleanup(claim.id):
-                    await _clean_storage(ctx, claim.id, key, fields)
-        return
+                return await ctx.attempts.require_storage_cleanup(claim.id)
+        return False
     if status is Status.SUCCEEDED:
         assert isinstance(outcome, StoredObject)
         ctx.metrics.succeeded.inc()
@@ -290,8 +291,7 @@ async def _record(
             "canceled",
             extra=fields if intended is Status.CANCELED else {**fields, "outcome": str(intended)},
         )
-    if status in (Status.FAILED, Status.CANCELED):
-        await _clean_storage(ctx, claim.id, key, fields)
+    return status in (Status.FAILED, Status.CANCELED)
 
 
 async def _work(
