@@ -35,7 +35,9 @@ UPDATE results
        source_url = NULL, updated_at = clock_timestamp()
  WHERE status = 'queued' AND cancel_requested;
 
--- From now on no query may queue a result a cancel was requested for.
+-- From now on no query may queue a result a cancel was requested for. (The update's deferred
+-- trigger events must fire first: ALTER TABLE refuses a table with events pending.)
+SET CONSTRAINTS ALL IMMEDIATE;
 ALTER TABLE results ADD CONSTRAINT results_canceled_never_queued
     CHECK (status <> 'queued' OR NOT cancel_requested);
 
