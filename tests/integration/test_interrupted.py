@@ -34,9 +34,9 @@ STAGES: dict[str, dict[str, object]] = {
     # still downloading the first part: nothing in the bucket yet
     "before-first-part.png": {"size": 8 * MIB, "slow": 0.5},
     # a part uploaded, the multipart upload open
-    "mid-multipart.png": {"size": 8 * MIB, "slow": 0.02},
-    # the whole object stored, the success not written (the database is frozen)
-    "after-last-byte.png": {"size": 6 * MIB},
+    "mid-multipart.png": {"size": 8 * MIB, "slow": 0.03},
+    # the whole object stored, the success not written (the database is frozen by then)
+    "after-last-byte.png": {"size": 6 * MIB, "slow": 0.01},
 }
 
 
