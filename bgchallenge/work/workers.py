@@ -5,8 +5,8 @@ serve_workers
 └── control
     ├── listener    NOTIFY → wake the dispatcher (and, for cancels, the attempt)
     ├── dispatcher  claims up to the free capacity, hands over on a zero-buffer channel
-    └── reaper      re-queues results whose worker process died (lease expired), and sweeps
-                    the bucket clean of results that ended without success
+    ├── reaper      re-queues results whose worker process died (lease expired)
+    └── sweep       cleans the bucket of results that ended without success
 """
 
 from __future__ import annotations
@@ -316,9 +316,18 @@ async def _reap(ctx: WorkContext) -> None:
                     "lease expired",
                     extra={"id": row["id"], "jobId": row["job_id"], "status": row["status"]},
                 )
-            await sweep_storage(ctx)
         except DatabaseUnavailable:
             pass
+        await trio.sleep(interval)
+
+
+async def _sweep(ctx: WorkContext) -> None:
+    """Next to the reaper, on the same period, in a task of its own: a slow S3 never delays
+    the reaping of expired leases."""
+    interval = max(ctx.settings.lease_seconds / 2, 0.05)
+    while True:
+        with contextlib.suppress(DatabaseUnavailable):
+            await sweep_storage(ctx)
         await trio.sleep(interval)
 
 
@@ -405,6 +414,7 @@ async def _supervise(
             )
             await control.start(dispatcher.run)
             control.start_soon(_reap, ctx)
+            control.start_soon(_sweep, ctx)
             task_status.started()
             await shutdown.wait()
             log.info(
