@@ -36,6 +36,12 @@ class Metrics:
         self.handed_back = Counter(
             "bgc_attempts_handed_back", "Attempts handed back by a shutdown.", registry=r
         )
+        self.outcomes_not_recorded = Counter(
+            "bgc_outcomes_not_recorded",
+            "Attempt outcomes the database did not take: the attempt was no longer this "
+            "worker's, or the database did not answer.",
+            registry=r,
+        )
         self.bytes_stored = Counter("bgc_stored_bytes", "Bytes written to the bucket.", registry=r)
         self.download_seconds = Histogram(
             "bgc_download_seconds",

@@ -13,10 +13,11 @@ SELECT id, job_id, url, object_path, status, attempts, error_code, error_message
 
 -- name: claim_due
 -- Claims up to %(limit)s due queued rows for one worker process, oldest due first. Rows locked
--- by another claimer are skipped, never waited for.
+-- by another claimer are skipped, never waited for. now() (stable, unlike clock_timestamp())
+-- bounds the index scan; a result a cancel was requested for is never claimed.
 WITH due AS (
     SELECT id FROM results
-     WHERE status = 'queued' AND due_at <= clock_timestamp()
+     WHERE status = 'queued' AND due_at <= now() AND NOT cancel_requested
      ORDER BY due_at, id
      LIMIT %(limit)s
      FOR UPDATE SKIP LOCKED
@@ -47,36 +48,51 @@ UPDATE results
 RETURNING cancel_requested;
 
 -- name: record_success
+-- Every outcome query answers the status it recorded (no row: the attempt is no longer this
+-- worker's). A result a cancel was requested for ends `canceled` whatever the attempt did; the
+-- results_ended_unsucceeded trigger then records that its bucket must be cleaned.
 UPDATE results
-   SET status = 'succeeded',
-       storage_bucket = %(bucket)s, storage_key = %(key)s, storage_size = %(size)s,
-       storage_content_type = %(content_type)s, storage_sha256 = %(sha256)s,
-       error_code = NULL, error_message = NULL,
+   SET status = CASE WHEN cancel_requested THEN 'canceled' ELSE 'succeeded' END,
+       storage_bucket = CASE WHEN NOT cancel_requested THEN %(bucket)s::text END,
+       storage_key = CASE WHEN NOT cancel_requested THEN %(key)s::text END,
+       storage_size = CASE WHEN NOT cancel_requested THEN %(size)s::bigint END,
+       storage_content_type = CASE WHEN NOT cancel_requested THEN %(content_type)s::text END,
+       storage_sha256 = CASE WHEN NOT cancel_requested THEN %(sha256)s::text END,
+       error_code = CASE WHEN cancel_requested THEN error_code END,
+       error_message = CASE WHEN cancel_requested THEN error_message END,
+       canceled_at = CASE WHEN cancel_requested THEN clock_timestamp() END,
        source_url = NULL, lease_owner = NULL, lease_expires_at = NULL,
        ended_at = clock_timestamp(), updated_at = clock_timestamp()
  WHERE id = %(id)s AND status = 'running'
    AND lease_owner = %(owner)s AND attempts = %(attempts)s
-RETURNING id;
+RETURNING status;
 
 -- name: record_failure
 UPDATE results
-   SET status = 'failed',
-       error_code = %(code)s, error_message = %(message)s,
+   SET status = CASE WHEN cancel_requested THEN 'canceled' ELSE 'failed' END,
+       error_code = CASE WHEN cancel_requested THEN error_code ELSE %(code)s::text END,
+       error_message = CASE WHEN cancel_requested THEN error_message ELSE %(message)s::text END,
+       canceled_at = CASE WHEN cancel_requested THEN clock_timestamp() END,
        source_url = NULL, lease_owner = NULL, lease_expires_at = NULL,
        ended_at = clock_timestamp(), updated_at = clock_timestamp()
  WHERE id = %(id)s AND status = 'running'
    AND lease_owner = %(owner)s AND attempts = %(attempts)s
-RETURNING id;
+RETURNING status;
 
 -- name: schedule_retry
+-- Canceled instead, never queued again, if a cancel was requested.
 UPDATE results
-   SET status = 'queued',
-       error_code = %(code)s, error_message = %(message)s,
+   SET status = CASE WHEN cancel_requested THEN 'canceled' ELSE 'queued' END,
+       error_code = CASE WHEN cancel_requested THEN error_code ELSE %(code)s::text END,
+       error_message = CASE WHEN cancel_requested THEN error_message ELSE %(message)s::text END,
        due_at = clock_timestamp() + make_interval(secs => %(delay_seconds)s),
+       canceled_at = CASE WHEN cancel_requested THEN clock_timestamp() END,
+       ended_at = CASE WHEN cancel_requested THEN clock_timestamp() END,
+       source_url = CASE WHEN cancel_requested THEN NULL ELSE source_url END,
        lease_owner = NULL, lease_expires_at = NULL, updated_at = clock_timestamp()
  WHERE id = %(id)s AND status = 'running'
    AND lease_owner = %(owner)s AND attempts = %(attempts)s
-RETURNING id;
+RETURNING status;
 
 -- name: hand_back
 -- A graceful shutdown interrupted the attempt: queued again at once, the attempt not spent;
@@ -90,19 +106,20 @@ UPDATE results
        lease_owner = NULL, lease_expires_at = NULL, updated_at = clock_timestamp()
  WHERE id = %(id)s AND status = 'running'
    AND lease_owner = %(owner)s AND attempts = %(attempts)s
-RETURNING id;
+RETURNING status;
 
 -- name: reap_expired_leases
 -- Rows whose worker process died: canceled if a cancel was requested, else queued again while
 -- attempts remain, else failed. The attempt that died counts: it started, and a result that
--- kills its worker must end.
+-- kills its worker must end. A failed or canceled one gets its bucket cleaned by the sweep
+-- (the results_ended_unsucceeded trigger records it).
 WITH expired AS (
     SELECT id,
            CASE WHEN cancel_requested THEN 'canceled'
                 WHEN attempts < %(max_attempts)s THEN 'queued'
                 ELSE 'failed' END AS next_status
       FROM results
-     WHERE status = 'running' AND lease_expires_at < clock_timestamp()
+     WHERE status = 'running' AND lease_expires_at < now()
      FOR UPDATE SKIP LOCKED
 )
 UPDATE results AS r
@@ -172,12 +189,41 @@ UPDATE results
        updated_at = clock_timestamp()
  WHERE id = %(id)s AND status = 'running'
    AND lease_owner = %(owner)s AND attempts = %(attempts)s
+RETURNING status;
+
+-- name: claim_storage_cleanups
+-- The sweep: up to %(limit)s results whose bucket clean-up is due, each put off by
+-- %(lease_seconds)s meanwhile, so that other sweeps leave it alone and retry it then should
+-- this one fail or die. Cleaning is idempotent: two sweeps on one result do no harm.
+WITH due AS (
+    SELECT id FROM results
+     WHERE storage_cleanup_due_at <= now()
+     ORDER BY storage_cleanup_due_at
+     LIMIT %(limit)s
+     FOR UPDATE SKIP LOCKED
+)
+UPDATE results AS r
+   SET storage_cleanup_due_at = now() + make_interval(secs => %(lease_seconds)s)
+  FROM due
+ WHERE r.id = due.id
+RETURNING r.id, r.job_id, r.object_path;
+
+-- name: storage_cleaned
+UPDATE results SET storage_cleanup_due_at = NULL
+ WHERE id = %(id)s AND status IN ('failed', 'canceled');
+
+-- name: require_storage_cleanup
+-- An attempt whose outcome was not recorded (its lease was taken over) had stored an object:
+-- if the result has ended without success meanwhile, that object must go. A result that is
+-- queued or running again is left alone: its new attempt writes the same key.
+UPDATE results SET storage_cleanup_due_at = now()
+ WHERE id = %(id)s AND status IN ('failed', 'canceled')
 RETURNING id;
 
 -- name: queue_depth
 -- For /metrics: how many results wait, how many of them are due now, how many run.
 SELECT count(*) FILTER (WHERE status = 'queued') AS queued,
-       count(*) FILTER (WHERE status = 'queued' AND due_at <= clock_timestamp()) AS due,
+       count(*) FILTER (WHERE status = 'queued' AND due_at <= now()) AS due,
        count(*) FILTER (WHERE status = 'running') AS running
   FROM results
  WHERE status IN ('queued', 'running');

@@ -160,7 +160,9 @@ class Attempts:
 
     Every outcome is fenced on (owner, attempt number, status running): an attempt whose lease
     was taken over can never overwrite the attempt that took it over. Each outcome method
-    answers whether it applied.
+    answers the status it recorded (a result a cancel was requested for ends `canceled`
+    whatever the attempt's outcome), or None when it changed nothing (the attempt is no longer
+    this worker's).
     """
 
     def __init__(self, database: Database, owner: str, lease_seconds: float) -> None:
@@ -170,6 +172,10 @@ class Attempts:
 
     def _fence(self, claim: Claim) -> dict[str, Any]:
         return {"id": claim.id, "owner": self.owner, "attempts": claim.attempts}
+
+    async def _outcome(self, name: str, params: dict[str, Any]) -> Status | None:
+        row = await self.database.fetch_one(name, params)
+        return None if row is None else Status(row["status"])
 
     async def claim_due(self, limit: int) -> list[Claim]:
         rows = await self.database.fetch_all(
@@ -189,7 +195,7 @@ class Attempts:
         )
         return None if row is None else bool(row["cancel_requested"])
 
-    async def record_success(self, claim: Claim, stored: StoredObject) -> bool:
+    async def record_success(self, claim: Claim, stored: StoredObject) -> Status | None:
         params = {
             **self._fence(claim),
             "bucket": stored.bucket,
@@ -198,28 +204,45 @@ class Attempts:
             "content_type": stored.content_type,
             "sha256": stored.sha256,
         }
-        return await self.database.fetch_one("record_success", params) is not None
+        return await self._outcome("record_success", params)
 
-    async def record_failure(self, claim: Claim, code: str, message: str) -> bool:
+    async def record_failure(self, claim: Claim, code: str, message: str) -> Status | None:
         params = {**self._fence(claim), "code": code, "message": message}
-        return await self.database.fetch_one("record_failure", params) is not None
+        return await self._outcome("record_failure", params)
 
     async def schedule_retry(
         self, claim: Claim, code: str, message: str, delay_seconds: float
-    ) -> bool:
+    ) -> Status | None:
         params = {
             **self._fence(claim),
             "code": code,
             "message": message,
             "delay_seconds": delay_seconds,
         }
-        return await self.database.fetch_one("schedule_retry", params) is not None
+        return await self._outcome("schedule_retry", params)
 
-    async def record_canceled(self, claim: Claim) -> bool:
-        return await self.database.fetch_one("record_canceled", self._fence(claim)) is not None
+    async def record_canceled(self, claim: Claim) -> Status | None:
+        return await self._outcome("record_canceled", self._fence(claim))
 
-    async def hand_back(self, claim: Claim) -> bool:
-        return await self.database.fetch_one("hand_back", self._fence(claim)) is not None
+    async def hand_back(self, claim: Claim) -> Status | None:
+        return await self._outcome("hand_back", self._fence(claim))
 
     async def reap_expired_leases(self, max_attempts: int) -> list[Row]:
         return await self.database.fetch_all("reap_expired_leases", {"max_attempts": max_attempts})
+
+    async def claim_storage_cleanups(self, limit: int, lease_seconds: float) -> list[Row]:
+        """Results whose bucket must be cleaned (``id``, ``job_id``, ``object_path``), each put
+        off by ``lease_seconds`` so that other sweeps leave it alone meanwhile."""
+        return await self.database.fetch_all(
+            "claim_storage_cleanups", {"limit": limit, "lease_seconds": lease_seconds}
+        )
+
+    async def storage_cleaned(self, result_id: int) -> None:
+        await self.database.fetch_one("storage_cleaned", {"id": result_id})
+
+    async def require_storage_cleanup(self, result_id: int) -> bool:
+        """After an outcome not recorded: whether the result ended without success meanwhile
+        (its clean-up is then recorded as due)."""
+        return (
+            await self.database.fetch_one("require_storage_cleanup", {"id": result_id}) is not None
+        )

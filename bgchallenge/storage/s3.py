@@ -160,6 +160,15 @@ class Storage:
             await self.abort_upload(key, upload_id)
         return len(stale)
 
+    async def clean(self, key: str) -> None:
+        """Leave nothing at ``key``: every unfinished upload aborted, the object deleted.
+
+        Idempotent, so that a clean-up interrupted by a crash can simply be run again. The
+        uploads go first: one completing later would bring the object back.
+        """
+        await self.abort_uploads_of(key)
+        await self.delete(key)
+
     async def _upload_exists(self, key: str, upload_id: str) -> bool:
         listing = await self.call(
             self.client.list_multipart_uploads, Bucket=self.bucket, Prefix=key

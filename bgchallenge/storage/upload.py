@@ -13,7 +13,7 @@ import hashlib
 import io
 import logging
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, BinaryIO
 
 import trio
@@ -69,10 +69,13 @@ class PartBuffer:
 
 
 class _MultipartUpload:
-    def __init__(self, storage: Storage, key: str, content_type: str) -> None:
+    def __init__(
+        self, storage: Storage, key: str, content_type: str, about: Mapping[str, object]
+    ) -> None:
         self.storage = storage
         self.key = key
         self.content_type = content_type
+        self.about = about
         self.upload_id: str | None = None
         self.parts: list[dict[str, object]] = []
 
@@ -120,7 +123,9 @@ class _MultipartUpload:
                 await self.storage.abort_upload(self.key, self.upload_id)
             except Exception:
                 log.warning(
-                    "could not abort multipart upload", exc_info=True, extra={"key": self.key}
+                    "could not abort multipart upload",
+                    exc_info=True,
+                    extra={**self.about, "key": self.key},
                 )
 
 
@@ -131,12 +136,16 @@ async def upload_stream(
     chunks: AsyncIterator[bytes],
     *,
     part_size: int,
+    about: Mapping[str, object] | None = None,
 ) -> StoredObject:
-    """Store the chunks at ``key``; answer what was stored (size and sha256 of the bytes)."""
+    """Store the chunks at ``key``; answer what was stored (size and sha256 of the bytes).
+
+    ``about``: the fields naming the result (``id``, ``jobId``) for the lines it logs.
+    """
     digest = hashlib.sha256()
     size = 0
     part = PartBuffer()
-    multipart = _MultipartUpload(storage, key, content_type)
+    multipart = _MultipartUpload(storage, key, content_type, about or {})
     try:
         async for chunk in chunks:
             digest.update(chunk)

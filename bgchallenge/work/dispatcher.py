@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 # When due rows exist that another process holds locked mid-claim, look again this soon.
 LOCKED_ROWS_RETRY_SECONDS = 0.01
 DATABASE_RETRY_SECONDS = 1.0
+# How long a claim may hold up a cancellation (a shutdown): it runs shielded.
+CLAIM_SHIELD_SECONDS = 10.0
 
 
 class ClaimStore(Protocol):
@@ -77,7 +79,16 @@ class Dispatcher:
         free = self.capacity - self.busy
         if free <= 0:
             return self.sweep_seconds  # a finishing worker wakes us
-        claims = await self.store.claim_due(free)
+        # A claim cancelled mid-call may still commit (the server is past COMMIT when the
+        # cancel reaches it), leaving rows running that nobody runs until their lease expires.
+        # So the call is shielded, within a bound, and what it claimed goes through
+        # `_hand_over`, which hands everything back if this task is being cancelled.
+        claims: list[Claim] = []
+        with trio.CancelScope(shield=True) as shielded:
+            shielded.deadline = trio.current_time() + CLAIM_SHIELD_SECONDS
+            claims = await self.store.claim_due(free)
+        if shielded.cancelled_caught:
+            raise DatabaseUnavailable(f"no answer to a claim within {CLAIM_SHIELD_SECONDS} s")
         await self._hand_over(claims)
         if len(claims) == free:
             return 0.0 if self.capacity > self.busy else self.sweep_seconds

@@ -57,13 +57,23 @@ async def _copy(
             yield chunk
         observe_download(trio.current_time() - started)
 
+    try:
+        # Before HEAD, so that whatever the origin answers now, an upload an earlier attempt's
+        # process left open when it died is gone (a failure also cleans up, after recording).
+        if claim.attempts > 1:
+            await storage.abort_uploads_of(key)
+    except (StorageUnavailable, StorageRejected) as exc:
+        raise Failure("storage_unavailable", str(exc)) from exc
     async with fetcher.open(claim.source_url) as download:
         try:
-            if claim.attempts > 1:  # an earlier attempt's process may have died mid-upload
-                await storage.abort_uploads_of(key)
             async with aclosing(timed(download.chunks)) as chunks:
                 return await upload_stream(
-                    storage, key, download.content_type, chunks, part_size=part_size
+                    storage,
+                    key,
+                    download.content_type,
+                    chunks,
+                    part_size=part_size,
+                    about={"id": claim.id, "jobId": claim.job_id},
                 )
         except (StorageUnavailable, StorageRejected) as exc:
             raise Failure("storage_unavailable", str(exc)) from exc

@@ -5,11 +5,13 @@ serve_workers
 └── control
     ├── listener    NOTIFY → wake the dispatcher (and, for cancels, the attempt)
     ├── dispatcher  claims up to the free capacity, hands over on a zero-buffer channel
-    └── reaper      re-queues results whose worker process died (lease expired)
+    ├── reaper      re-queues results whose worker process died (lease expired)
+    └── sweep       cleans the bucket of results that ended without success
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -25,7 +27,7 @@ from bgchallenge.db.listener import CANCELS_CHANNEL, RESULTS_CHANNEL, serve_list
 from bgchallenge.db.repository import Attempts
 from bgchallenge.domain.failures import Failure
 from bgchallenge.domain.keys import object_key
-from bgchallenge.domain.results import Claim, StoredObject
+from bgchallenge.domain.results import Claim, Status, StoredObject
 from bgchallenge.domain.retry import GiveUp, RetryLater, decide, max_attempts
 from bgchallenge.metrics import Metrics
 from bgchallenge.settings import Settings
@@ -39,6 +41,12 @@ T = TypeVar("T")
 
 RECORD_RETRY_SECONDS = 0.5
 EARLY_CANCEL_SECONDS = 60.0
+# The sweep's batch, and how long a result it took stays out of other sweeps' way (and is
+# retried after, should cleaning fail).
+CLEANUP_BATCH = 20
+CLEANUP_LEASE_SECONDS = 60.0
+HAND_BACK_CLEANUP_SECONDS = 5.0
+NOT_OURS = "attempt no longer ours"
 
 
 def worker_identity() -> str:
@@ -82,7 +90,9 @@ class WorkContext:
             del self.early_cancels[stale]
 
 
-async def _persistently(action: Callable[[], Awaitable[T]], seconds: float) -> T | None:
+async def _persistently(
+    action: Callable[[], Awaitable[T]], seconds: float, fields: dict[str, object]
+) -> T | None:
     """Retry ``action`` through database outages for up to ``seconds``; None if it never ran.
 
     Giving up loses nothing: the lease expires and the reaper queues the result again.
@@ -92,16 +102,42 @@ async def _persistently(action: Callable[[], Awaitable[T]], seconds: float) -> T
             try:
                 return await action()
             except DatabaseUnavailable as exc:
-                log.warning("database unavailable; retrying", extra={"error": str(exc)})
+                log.warning("database unavailable; retrying", extra={**fields, "error": str(exc)})
                 await trio.sleep(RECORD_RETRY_SECONDS)
     return None
 
 
-async def _quietly(storing: Awaitable[None]) -> None:
+async def _fenced(write: Awaitable[Status | None]) -> Status | str:
+    return await write or NOT_OURS
+
+
+async def _write_outcome(
+    write: Callable[[], Awaitable[Status | None]], seconds: float, fields: dict[str, object]
+) -> Status | str:
+    """The status a fenced outcome query recorded, or why it recorded none."""
+    written = await _persistently(lambda: _fenced(write()), seconds, fields)
+    return "database unavailable" if written is None else written
+
+
+async def _clean_storage(
+    ctx: WorkContext, result_id: int, key: str, fields: dict[str, object]
+) -> bool:
+    """Empty a result's key in the bucket, then clear its recorded clean-up obligation.
+
+    Run only once the result is recorded as ended without success: before that, another
+    attempt may be writing the same key. Should it fail (or this process die), the reaper's
+    sweep does it again.
+    """
     try:
-        await storing
+        await ctx.storage.clean(key)
     except (StorageUnavailable, StorageRejected) as exc:
-        log.warning("storage clean-up failed", extra={"error": str(exc)})
+        log.warning(
+            "storage clean-up failed; the sweep retries it", extra={**fields, "error": str(exc)}
+        )
+        return False
+    with contextlib.suppress(DatabaseUnavailable):
+        await ctx.attempts.storage_cleaned(result_id)
+    return True
 
 
 async def _keep_lease(ctx: WorkContext, attempt: ActiveAttempt) -> None:
@@ -128,7 +164,7 @@ async def run_attempt(ctx: WorkContext, claim: Claim) -> None:
     ctx.active[claim.id] = attempt
     if ctx.early_cancels.pop(claim.id, None) is not None:
         attempt.cancel("canceled")
-    recorded = False
+    recorded = must_clean = False
     fields = {"id": claim.id, "jobId": claim.job_id, "attempt": claim.attempts}
     log.info("attempt started", extra={**fields, "url": claim.url})
     ctx.metrics.attempts.inc()
@@ -154,15 +190,34 @@ async def run_attempt(ctx: WorkContext, claim: Claim) -> None:
                     outcome = Failure("origin_unavailable", f"internal error: {exc!r}")
             nursery.cancel_scope.cancel()
         elapsed_ms = round((trio.current_time() - started) * 1000)
-        await _record(ctx, attempt, outcome, {**fields, "ms": elapsed_ms})
+        must_clean = await _record(ctx, attempt, outcome, {**fields, "ms": elapsed_ms})
         recorded = True
     finally:
         del ctx.active[claim.id]
         if not recorded:
             with trio.CancelScope(shield=True):
-                await _persistently(lambda: ctx.attempts.hand_back(claim), 5.0)
-                ctx.metrics.handed_back.inc()
-                log.info("attempt handed back", extra=fields)
+                await hand_back(ctx, claim, fields)
+    if must_clean:
+        # After the record, not before: until the terminal state is committed another attempt
+        # may own the key. The obligation was committed with that state, so a crash or a
+        # cancellation from here on leaves the work to the reaper's sweep.
+        await _clean_storage(ctx, claim.id, object_key(claim.id, claim.object_path), fields)
+
+
+async def hand_back(ctx: WorkContext, claim: Claim, fields: dict[str, object]) -> None:
+    """Give an unfinished attempt back to the queue (canceled instead if a cancel came)."""
+    status = await _write_outcome(lambda: ctx.attempts.hand_back(claim), 5.0, fields)
+    if status is Status.QUEUED:
+        ctx.metrics.handed_back.inc()
+        log.info("attempt handed back", extra=fields)
+    elif status is Status.CANCELED:
+        ctx.metrics.canceled.inc()
+        log.info("canceled", extra=fields)
+        # Bounded: this may run during a shutdown; the sweep finishes what it leaves.
+        with trio.move_on_after(HAND_BACK_CLEANUP_SECONDS):
+            await _clean_storage(ctx, claim.id, object_key(claim.id, claim.object_path), fields)
+    else:
+        log.warning("attempt not handed back", extra={**fields, "reason": status})
 
 
 async def _record(
@@ -170,45 +225,74 @@ async def _record(
     attempt: ActiveAttempt,
     outcome: StoredObject | Failure | None,
     fields: dict[str, object],
-) -> None:
+) -> bool:
+    """Record the attempt's outcome, then log and count what the database actually recorded.
+
+    Answers whether the result's key must now be cleaned (it ended failed or canceled).
+    """
     claim = attempt.claim
     lease = ctx.settings.lease_seconds
+    if outcome is None and attempt.reason != "canceled":
+        log.info("attempt stopped", extra={**fields, "reason": attempt.reason})
+        return False
+    write: Callable[[], Awaitable[Status | None]]
     if outcome is None:
-        if attempt.reason == "canceled":
-            # The cancel may have landed after the object was stored, on the way out.
-            await _quietly(ctx.storage.delete(object_key(claim.id, claim.object_path)))
-            await _persistently(lambda: ctx.attempts.record_canceled(claim), lease)
-            ctx.metrics.canceled.inc()
-            log.info("canceled", extra=fields)
+        intended = Status.CANCELED
+        write = lambda: ctx.attempts.record_canceled(claim)  # noqa: E731
+    elif isinstance(outcome, StoredObject):
+        intended = Status.SUCCEEDED
+        write = lambda: ctx.attempts.record_success(claim, outcome)  # noqa: E731
+    else:
+        decision = decide(outcome, claim.attempts, ctx.settings.retry_delays)
+        failure = outcome
+        if isinstance(decision, RetryLater):
+            intended = Status.QUEUED
+            delay = decision.delay_seconds
+            write = lambda: ctx.attempts.schedule_retry(  # noqa: E731
+                claim, failure.code, failure.message, delay
+            )
         else:
-            log.info("attempt stopped", extra={**fields, "reason": attempt.reason})
-        return
-    if isinstance(outcome, StoredObject):
-        await _persistently(lambda: ctx.attempts.record_success(claim, outcome), lease)
+            assert isinstance(decision, GiveUp)
+            intended = Status.FAILED
+            give_up = decision
+            write = lambda: ctx.attempts.record_failure(  # noqa: E731
+                claim, give_up.code, give_up.message
+            )
+    status = await _write_outcome(write, lease, fields)
+    if not isinstance(status, Status):
+        ctx.metrics.outcomes_not_recorded.inc()
+        log.warning(
+            "outcome not recorded", extra={**fields, "outcome": str(intended), "reason": status}
+        )
+        # A stored object whose result has meanwhile ended without success must go.
+        if isinstance(outcome, StoredObject):
+            with contextlib.suppress(DatabaseUnavailable):
+                return await ctx.attempts.require_storage_cleanup(claim.id)
+        return False
+    if status is Status.SUCCEEDED:
+        assert isinstance(outcome, StoredObject)
         ctx.metrics.succeeded.inc()
         ctx.metrics.bytes_stored.inc(outcome.size)
         log.info("succeeded", extra={**fields, "size": outcome.size, "key": outcome.key})
-        return
-    decision = decide(outcome, claim.attempts, ctx.settings.retry_delays)
-    if isinstance(decision, RetryLater):
-        await _persistently(
-            lambda: ctx.attempts.schedule_retry(
-                claim, outcome.code, outcome.message, decision.delay_seconds
-            ),
-            lease,
-        )
+    elif status is Status.QUEUED:
+        assert isinstance(outcome, Failure) and isinstance(decision, RetryLater)
         ctx.metrics.retries.labels(outcome.code).inc()
         log.info(
             "retry scheduled",
             extra={**fields, "error": outcome.code, "delay": decision.delay_seconds},
         )
-    else:
+    elif status is Status.FAILED:
         assert isinstance(decision, GiveUp)
-        await _persistently(
-            lambda: ctx.attempts.record_failure(claim, decision.code, decision.message), lease
-        )
         ctx.metrics.failed.labels(decision.code).inc()
         log.info("failed", extra={**fields, "error": decision.code, "detail": decision.message})
+    else:
+        assert status is Status.CANCELED
+        ctx.metrics.canceled.inc()
+        log.info(
+            "canceled",
+            extra=fields if intended is Status.CANCELED else {**fields, "outcome": str(intended)},
+        )
+    return status in (Status.FAILED, Status.CANCELED)
 
 
 async def _work(
@@ -238,6 +322,27 @@ async def _reap(ctx: WorkContext) -> None:
         await trio.sleep(interval)
 
 
+async def _sweep(ctx: WorkContext) -> None:
+    """Next to the reaper, on the same period, in a task of its own: a slow S3 never delays
+    the reaping of expired leases."""
+    interval = max(ctx.settings.lease_seconds / 2, 0.05)
+    while True:
+        with contextlib.suppress(DatabaseUnavailable):
+            await sweep_storage(ctx)
+        await trio.sleep(interval)
+
+
+async def sweep_storage(ctx: WorkContext) -> None:
+    """Clean the keys of results that ended without success and whose clean-up is due: those
+    whose worker died before cleaning, those the reaper failed, those canceled while queued
+    after an attempt. One bounded batch per call."""
+    for row in await ctx.attempts.claim_storage_cleanups(CLEANUP_BATCH, CLEANUP_LEASE_SECONDS):
+        fields: dict[str, object] = {"id": row["id"], "jobId": row["job_id"]}
+        key = object_key(row["id"], row["object_path"])
+        if await _clean_storage(ctx, row["id"], key, fields):
+            log.info("storage cleaned", extra=fields)
+
+
 async def serve_workers(
     ctx: WorkContext,
     shutdown: trio.Event,
@@ -250,15 +355,15 @@ async def serve_workers(
     settings = ctx.settings
     send, receive = trio.open_memory_channel[Claim](0)
 
-    async def hand_back(claim: Claim) -> None:
-        await _persistently(lambda: ctx.attempts.hand_back(claim), 5.0)
+    async def hand_back_unsent(claim: Claim) -> None:
+        await hand_back(ctx, claim, {"id": claim.id, "jobId": claim.job_id})
 
     dispatcher = Dispatcher(
         ctx.attempts,
         send,
         capacity=settings.workers,
         sweep_seconds=settings.sweep_seconds,
-        hand_back=hand_back,
+        hand_back=hand_back_unsent,
     )
 
     def on_notify(channel: str, payload: str) -> None:
@@ -310,6 +415,7 @@ async def _supervise(
             )
             await control.start(dispatcher.run)
             control.start_soon(_reap, ctx)
+            control.start_soon(_sweep, ctx)
             task_status.started()
             await shutdown.wait()
             log.info(

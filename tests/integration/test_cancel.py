@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import pytest
 import trio
 
+from bgchallenge.db.repository import Results
 from bgchallenge.service import Role
 from bgchallenge.settings import Settings
+from bgchallenge.work.workers import run_attempt
 from tests.conftest import IO_GUARD_SECONDS, RunningService, start_service
+from tests.support.attempts import worker_context
 from tests.support.metrics import samples
 from tests.support.origin import Origin
 from tests.support.processes import ServiceProcess
-from tests.support.results import Bucket, eventually, wait_until_terminal
+from tests.support.results import (
+    Bucket,
+    eventually,
+    fetch_rows,
+    insert_results,
+    wait_until_terminal,
+)
 
 MIB = 1024 * 1024
 
@@ -79,8 +89,42 @@ async def test_cancel_racing_a_claim_ends_in_exactly_one_outcome(
     for result_id, (code, shown) in answers.items():
         if code == 200:  # canceled while queued, or already over: either way it is final
             assert outcomes[result_id] == shown, (result_id, code, shown)
-        else:  # running when asked: the attempt was stopped, or had just finished
-            assert shown == "running"
+        else:  # running when asked: whatever the attempt was doing, it ends canceled
+            assert (shown, outcomes[result_id]) == ("running", "canceled"), result_id
+
+
+@pytest.mark.parametrize(
+    "knobs",
+    [
+        pytest.param({"fail": 9}, id="transient-failure"),
+        pytest.param({"status": 404, "head": 200}, id="permanent-failure"),
+        pytest.param({"size": 1000}, id="upload-completes"),
+        pytest.param({"size": 6 * MIB}, id="multipart-upload-completes"),
+    ],
+)
+async def test_after_a_202_the_result_ends_canceled_whatever_the_attempt_did(
+    settings: Settings,
+    origin: Origin,
+    database_url: str,
+    s3_endpoint: str,
+    bucket: str,
+    knobs: dict[str, object],
+) -> None:
+    bucket_state = Bucket(s3_endpoint, bucket)
+    insert_results(database_url, [origin.url("c.png", **knobs)])
+    with trio.fail_after(IO_GUARD_SECONDS):
+        async with worker_context(settings) as ctx:
+            (claim,) = await ctx.attempts.claim_due(1)
+            canceled = await Results(ctx.attempts.database).cancel(claim.id)
+            assert canceled is not None and canceled.requested  # the API answers 202
+            await run_attempt(ctx, claim)
+            assert await ctx.attempts.claim_due(1) == []
+    (row,) = fetch_rows(database_url)
+    assert origin.gets("c.png") == 1
+    assert (row["status"], row["attempts"]) == ("canceled", 1)
+    assert row["canceled_at"] and row["ended_at"] and row["source_url"] is None
+    assert row["storage_key"] is None and row["storage_cleanup_due_at"] is None
+    assert bucket_state.uploads() == [] and bucket_state.object_keys() == []
 
 
 async def test_metrics_populated(

@@ -74,3 +74,28 @@ def test_two_processes_at_once_leave_one_schema(empty_database: str) -> None:
     applied = [out for out, _ in outputs if out.startswith("applied")]
     assert len(applied) == 1
     assert schema(empty_database)[0] == expected_versions()
+
+
+def test_0004_cancels_results_queued_again_with_a_cancel_requested(empty_database: str) -> None:
+    """Before 0004 a retry re-queued a result whose cancel had been answered 202: such rows end
+    `canceled` with the migration, and no query can queue one again."""
+    migrations = {m.version: m for m in load_migrations()}
+    with psycopg.connect(empty_database, autocommit=True) as connection:
+        for version in sorted(v for v in migrations if v < 4):
+            connection.execute(migrations[version].sql.encode())
+        connection.execute(
+            "INSERT INTO results (job_id, host, object_path, url, source_url, attempts,"
+            " cancel_requested) VALUES ('j', 'e.com', '/a', 'https://e.com/a',"
+            " 'https://e.com/a?sig=1', 1, true)"
+        )
+        connection.execute(migrations[4].sql.encode())
+        row = connection.execute(
+            "SELECT status, source_url, ended_at IS NOT NULL, canceled_at IS NOT NULL,"
+            " storage_cleanup_due_at IS NOT NULL FROM results"
+        ).fetchone()
+        assert row == ("canceled", None, True, True, True)
+        with pytest.raises(psycopg.errors.CheckViolation):
+            connection.execute(
+                "INSERT INTO results (job_id, host, object_path, url, cancel_requested)"
+                " VALUES ('j', 'e.com', '/b', 'https://e.com/b', true)"
+            )

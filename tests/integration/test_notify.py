@@ -1,4 +1,5 @@
-"""The insert and its NOTIFY commit together: a listener hears the new id, and only that."""
+"""The insert and its NOTIFY commit together: a listener hears one notification per committing
+transaction (a constant payload, so PostgreSQL folds a batch's into one), and nothing else."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def drain(connection: psycopg.Connection, seconds: float) -> list[str]:
     return [n.payload for n in connection.notifies(timeout=seconds)]
 
 
-async def test_listener_receives_the_new_id_and_nothing_for_a_rejected_request(
+async def test_listener_is_woken_and_not_for_a_rejected_request(
     service: RunningService, database_url: str
 ) -> None:
     listener = listen(database_url)
@@ -36,7 +37,7 @@ async def test_listener_receives_the_new_id_and_nothing_for_a_rejected_request(
             )
             assert accepted.status_code == 202
             heard = await trio.to_thread.run_sync(drain, listener, 1.0)
-            assert heard == [str(accepted.json()["id"])]
+            assert heard == [""]
 
             duplicate = await service.client.post(
                 "/results/enqueue", json={"jobId": "j", "url": "https://e.com/a.png?again"}
@@ -59,5 +60,20 @@ async def test_a_rolled_back_insert_wakes_nobody(database_url: str) -> None:
             writer.rollback()
         with trio.fail_after(IO_GUARD_SECONDS):
             assert await trio.to_thread.run_sync(drain, listener, 0.5) == []
+    finally:
+        listener.close()
+
+
+async def test_a_batch_of_inserts_sends_one_notification(database_url: str) -> None:
+    listener = listen(database_url)
+    try:
+        with psycopg.connect(database_url) as writer:
+            writer.execute(
+                "INSERT INTO results (job_id, host, object_path, url) "
+                "SELECT 'j', 'e.com', '/' || n, 'https://e.com/' || n "
+                "FROM generate_series(1, 500) AS n"
+            )
+        with trio.fail_after(IO_GUARD_SECONDS):
+            assert await trio.to_thread.run_sync(drain, listener, 0.5) == [""]
     finally:
         listener.close()

@@ -7,7 +7,6 @@ import signal
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import psycopg
@@ -20,7 +19,7 @@ from bgchallenge.settings import Settings
 from tests.conftest import IO_GUARD_SECONDS, start_service
 from tests.support.origin import Origin, body_sha256
 from tests.support.processes import ServiceProcess
-from tests.support.proxy import FreezableProxy
+from tests.support.proxy import PostgresProxy
 from tests.support.results import (
     Bucket,
     eventually,
@@ -275,10 +274,9 @@ async def test_a_graceful_stop_ends_in_bounded_time_when_postgresql_stops_answer
 ) -> None:
     """Lease renewals, the hand-back, the listener and the pool all wait on a server that
     accepts and acknowledges but never answers; each wait is bounded (README, "Shutdown")."""
-    parts = urlsplit(database_url)
-    proxy = FreezableProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    proxy = PostgresProxy(database_url)
     await nursery.start(proxy.serve)
-    own = dataclasses.replace(settings, database_url=proxy.url_for(database_url))
+    own = dataclasses.replace(settings, database_url=proxy.url)
     service = spawn("worker", own, BGC_GRACE_SECONDS="1", BGC_LEASE_SECONDS="3")
     with trio.fail_after(IO_GUARD_SECONDS):
         await service.wait_ready()

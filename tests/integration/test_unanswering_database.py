@@ -5,7 +5,6 @@ complete is cancelled."""
 from __future__ import annotations
 
 import dataclasses
-from urllib.parse import urlsplit
 
 import pytest
 import trio
@@ -20,7 +19,7 @@ from bgchallenge.db.listener import serve_listener
 from bgchallenge.service import Role, run_service
 from bgchallenge.settings import Settings
 from tests.conftest import IO_GUARD_SECONDS
-from tests.support.proxy import FreezableProxy
+from tests.support.proxy import PostgresProxy
 from tests.support.results import eventually
 
 
@@ -31,11 +30,10 @@ async def select_one(connection: Connection) -> None:
 async def test_a_cancelled_query_gives_way_within_its_bound(
     nursery: trio.Nursery, database_url: str
 ) -> None:
-    parts = urlsplit(database_url)
-    proxy = FreezableProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    proxy = PostgresProxy(database_url)
     await nursery.start(proxy.serve)
     with trio.fail_after(IO_GUARD_SECONDS):
-        async with open_database(proxy.url_for(database_url), max_size=1) as database:
+        async with open_database(proxy.url, max_size=1) as database:
             await database.with_connection(select_one)
             proxy.freeze()
             with trio.move_on_after(0.2) as deadline:
@@ -51,11 +49,10 @@ async def test_a_shutdown_cancels_a_start_up_whose_listener_cannot_connect(
 ) -> None:
     """The pool's one connection gets through and migrates; the listener's own connection is
     refused, and it retries for as long as it runs."""
-    parts = urlsplit(database_url)
-    proxy = FreezableProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    proxy = PostgresProxy(database_url)
     proxy.max_connections = 1
     await nursery.start(proxy.serve)
-    own = dataclasses.replace(settings, database_url=proxy.url_for(database_url))
+    own = dataclasses.replace(settings, database_url=proxy.url)
     shutdown = trio.Event()
     with trio.fail_after(IO_GUARD_SECONDS):
         async with trio.open_nursery() as service:
@@ -70,11 +67,10 @@ async def test_a_shutdown_cancels_a_start_up_whose_listener_cannot_connect(
 async def test_the_listener_gives_up_a_connect_that_is_never_answered(
     nursery: trio.Nursery, database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    parts = urlsplit(database_url)
-    proxy = FreezableProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    proxy = PostgresProxy(database_url)
     await nursery.start(proxy.serve)
     with trio.fail_after(IO_GUARD_SECONDS):
-        async with open_database(proxy.url_for(database_url), max_size=1) as database:
+        async with open_database(proxy.url, max_size=1) as database:
             proxy.hold_new = True
             async with trio.open_nursery() as listening:
                 listening.start_soon(
@@ -92,11 +88,10 @@ async def test_the_pool_gives_up_a_connect_that_is_never_answered(
 ) -> None:
     """The pool replaces a dropped connection; if that connect hung, the pool (one connection
     here) would stay empty for good, even once the server answers again."""
-    parts = urlsplit(database_url)
-    proxy = FreezableProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    proxy = PostgresProxy(database_url)
     await nursery.start(proxy.serve)
     with trio.fail_after(IO_GUARD_SECONDS):
-        async with open_database(proxy.url_for(database_url), max_size=1) as database:
+        async with open_database(proxy.url, max_size=1) as database:
             await database.with_connection(select_one)
             proxy.hold_new = True
             proxy.drop_open()

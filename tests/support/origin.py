@@ -13,7 +13,8 @@
                       Content-Encoding: gzip (GET and HEAD) and its compressed length
     redirect=URL      answer 302 to URL (GET and HEAD)
 
-It counts requests by (method, name), so tests can say "fetched exactly once".
+It counts requests by (method, name), so tests can say "fetched exactly once". A test may
+override a name's knobs later (`override`): the origin changes its answers under stored URLs.
 """
 
 from __future__ import annotations
@@ -62,6 +63,11 @@ class Origin:
         self.requests: Counter[tuple[str, str]] = Counter()
         self.get_times: dict[str, list[float]] = {}
         self.base_url = ""
+        self.overrides: dict[str, dict[str, str]] = {}
+
+    def override(self, name: str, **knobs: object) -> None:
+        """From now on, answer ``name`` as if the URL carried these knobs too."""
+        self.overrides[name] = {k: str(v) for k, v in knobs.items()}
 
     def url(self, name: str, **knobs: object) -> str:
         query = "&".join(f"{k}={v}" for k, v in knobs.items())
@@ -83,6 +89,7 @@ class Origin:
         method = scope["method"]
         self.requests[(method, name)] += 1
         knobs = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
+        knobs.update(self.overrides.get(name, {}))
         size = int(knobs.get("size", 1000))
         content_type = knobs.get("type", "image/png").encode()
         status = int(knobs.get("status", 200))
