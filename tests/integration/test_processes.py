@@ -285,6 +285,7 @@ async def test_a_graceful_stop_ends_in_bounded_time_when_postgresql_stops_answer
         proxy.freeze()
         service.send(signal.SIGTERM)
         await service.wait_event("workers stopping")
-    # grace (1 s), hand-back (5 s + 2 s), pool (3 s), and some room for a busy machine
+    # grace (1 s), a claim in flight (2 s + 2 s), hand-back (5 s + 2 s), pool (3 s), and some
+    # room for a busy machine (some of these overlap)
     assert await service.wait_exit(within=1 + 7 + 3 + 4) == 0
     assert "Traceback" not in service.logs()
