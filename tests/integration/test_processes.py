@@ -199,7 +199,7 @@ async def test_memory_for_eight_concurrent_20_mib_downloads(
     assert growth_mib < 64, f"peak RSS grew by {growth_mib:.1f} MiB"
 
 
-# Signals during start-up and shutdown (api.md, "Shutdown"). "Promptly" is a bound on
+# Signals during start-up and shutdown (README, "Shutdown"). "Promptly" is a bound on
 # behaviour, not a performance claim: without the fixes these processes wait minutes or forever.
 PROMPTLY = 5.0
 
