@@ -34,3 +34,20 @@ async def read_response(stream: trio.SocketStream, buffer: bytearray) -> tuple[i
     body = bytes(buffer[len(head) + 4 : end])
     del buffer[:end]
     return int(lines[0].split()[1]), body
+
+
+async def slow_request_then_health(
+    base_url: str, head: bytes, body: bytes
+) -> tuple[int, bytes, int]:
+    """Send ``head`` (request line and headers, without Content-Length), then ``body`` a little
+    later (a slow client), then ``GET /health`` on the same kept-alive connection: the first
+    answer's status and body, and the second answer's status."""
+    buffer = bytearray()
+    async with await open_connection(base_url) as stream:
+        await stream.send_all(head + b"Content-Length: %d\r\n\r\n" % len(body))
+        await trio.sleep(0.2)  # a slow client: the body comes later
+        await stream.send_all(body)
+        status, answer = await read_response(stream, buffer)
+        await stream.send_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+        health, _ = await read_response(stream, buffer)
+    return status, answer, health

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator
+from unittest.mock import ANY
 
 import psycopg
 import pytest
 import trio
 
 from tests.conftest import IO_GUARD_SECONDS, RunningService
-from tests.support.rawhttp import open_connection, read_response
+from tests.support.rawhttp import slow_request_then_health
 
 JSON = {"Content-Type": "application/json"}
 PAST_BIGINT = str(2**63)
@@ -101,14 +102,5 @@ async def test_an_oversized_slow_body_is_413_and_the_connection_stays_usable(
     """Refused before its body had arrived, the connection used to hang."""
     body = b"x" * (100 * 1024)
     head = b"POST /results/enqueue HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-    buffer = bytearray()
     with trio.fail_after(IO_GUARD_SECONDS):
-        async with await open_connection(service.base_url) as stream:
-            await stream.send_all(head + b"Content-Length: %d\r\n\r\n" % len(body))
-            await trio.sleep(0.2)  # a slow client: the body comes later
-            await stream.send_all(body)
-            status, _ = await read_response(stream, buffer)
-            assert status == 413
-            await stream.send_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
-            status, _ = await read_response(stream, buffer)
-            assert status == 200
+        assert await slow_request_then_health(service.base_url, head, body) == (413, ANY, 200)

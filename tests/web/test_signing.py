@@ -16,7 +16,7 @@ import trio
 
 from bgchallenge.settings import Settings
 from tests.conftest import IO_GUARD_SECONDS, RunningService, start_service
-from tests.support.rawhttp import open_connection, read_response
+from tests.support.rawhttp import slow_request_then_health
 from tests.support.signing import signed_headers
 
 SECRET = "test-secret"
@@ -125,17 +125,9 @@ async def test_an_unsigned_oversized_body_is_401_and_the_connection_stays_usable
     read to its end (a slow client's too), so the kept-alive connection serves the next."""
     body = b"x" * (100 * 1024)
     head = b"POST /results/enqueue HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-    buffer = bytearray()
     with trio.fail_after(IO_GUARD_SECONDS):
-        async with await open_connection(signed_service.base_url) as stream:
-            await stream.send_all(head + b"Content-Length: %d\r\n\r\n" % len(body))
-            await trio.sleep(0.2)  # a slow client: the body comes later
-            await stream.send_all(body)
-            status, answer = await read_response(stream, buffer)
-            assert status == 401, answer
-            await stream.send_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
-            status, _ = await read_response(stream, buffer)
-            assert status == 200
+        status, answer, health = await slow_request_then_health(signed_service.base_url, head, body)
+        assert (status, health) == (401, 200), answer
         # and with a client library, on one connection pool
         assert await enqueue(signed_service, {}, body=body) == 401
         assert await enqueue(signed_service, {}) == 401
