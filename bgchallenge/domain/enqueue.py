@@ -8,13 +8,13 @@ from datetime import datetime
 from typing import Any
 
 from bgchallenge.domain.expiry import is_expired, url_expiry
-from bgchallenge.domain.results import format_timestamp
 from bgchallenge.domain.paths import (
     InvalidUrl,
     SourceUrl,
     parse_source_url,
     storable_text_problem,
 )
+from bgchallenge.domain.results import format_timestamp
 
 MAX_JOB_ID_LENGTH = 200
 ALLOWED_MEMBERS = ("jobId", "url")

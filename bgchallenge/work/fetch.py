@@ -22,6 +22,7 @@ import httpcore
 import httpx
 import trio
 
+from bgchallenge.domain.expiry import is_expired
 from bgchallenge.domain.failures import (
     Failure,
     check_content_encoding,
@@ -31,7 +32,6 @@ from bgchallenge.domain.failures import (
     too_slow,
     url_expired,
 )
-from bgchallenge.domain.expiry import is_expired
 from bgchallenge.domain.network import AddressGuard
 from bgchallenge.domain.rate import RateFloor
 
