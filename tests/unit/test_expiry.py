@@ -132,7 +132,9 @@ def test_azure_sas(se: str, expected: datetime) -> None:
         AWS_SIGV4.format(date="X-Amz-Date=20261201T100000Z", expires="X-Amz-Expires=-5"),
         AWS_SIGV4.format(date="X-Amz-Date=20261201T100000Z", expires="X-Amz-Expires=1e3"),
         AWS_SIGV4.format(date="X-Amz-Date=20261201T100000Z", expires="X-Amz-Expires="),
-        AWS_SIGV4.format(date="X-Amz-Date=20261201T100000Z", expires="X-Amz-Expires=９００"),
+        AWS_SIGV4.format(
+            date="X-Amz-Date=20261201T100000Z", expires="X-Amz-Expires=\uff19\uff10\uff10"
+        ),
         AWS_SIGV4.format(date="X-Amz-Date=20261201T100000Z", expires="X-Amz-Expires=999999999999"),
         GOOGLE_V4.format(date="X-Goog-Date=yesterday", expires="X-Goog-Expires=60"),
         GOOGLE_V4.format(date="X-Goog-Date=20261201T100000Z", expires="X-Goog-Expires=soon"),
