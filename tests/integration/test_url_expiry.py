@@ -73,13 +73,13 @@ async def test_a_403_after_the_expiry_is_url_expired(
 async def test_claims_take_the_earliest_expiring_first_and_late_attempts_fail_unasked(
     nursery: trio.Nursery, settings: Settings, origin: Origin, database_url: str
 ) -> None:
-    now = datetime.now(UTC)
-    soon = now + timedelta(milliseconds=300)
     with trio.fail_after(IO_GUARD_SECONDS):
         service = await start_service(nursery, dataclasses.replace(settings, workers=1))
         await enqueue(service, origin.url("busy.png", hold=1))
         await eventually(lambda: origin.gets("busy.png") == 1)  # the only worker is busy
         # enqueued in an order that is neither the id order nor the expiry order
+        now = datetime.now(UTC)
+        soon = now + timedelta(seconds=1)  # still valid when enqueued, not when claimed
         waiting = [
             ("none-a.png", None),
             ("late3.png", now + timedelta(hours=3)),
