@@ -95,7 +95,7 @@ class Result:
             started_at=row["started_at"],
             ended_at=row["ended_at"],
             canceled_at=row["canceled_at"],
-            url_expires_at=row.get("url_expires_at"),
+            url_expires_at=row["url_expires_at"],
         )
 
 
@@ -169,5 +169,5 @@ class Claim:
             source_url=row["source_url"],
             object_path=row["object_path"],
             attempts=row["attempts"],
-            url_expires_at=row.get("url_expires_at"),
+            url_expires_at=row["url_expires_at"],
         )
