@@ -8,19 +8,35 @@ SELECT 1 AS ok;
 -- The web side lists the columns a client sees: never source_url (a presigned credential).
 SELECT id, job_id, url, object_path, status, attempts, error_code, error_message,
        storage_bucket, storage_key, storage_size, storage_content_type, storage_sha256,
-       created_at, updated_at, started_at, ended_at, canceled_at
+       created_at, updated_at, started_at, ended_at, canceled_at, url_expires_at
   FROM results WHERE id = %(id)s;
 
 -- name: claim_due
--- Claims up to %(limit)s due queued rows for one worker process, oldest due first. Rows locked
--- by another claimer are skipped, never waited for. now() (stable, unlike clock_timestamp())
--- bounds the index scan; a result a cancel was requested for is never claimed.
+-- Claims up to %(limit)s due queued rows for one worker process: earliest-expiring source URL
+-- first, those without an expiry last (each by due time, then id). Rows locked by another
+-- claimer are skipped, never waited for. now() (stable, unlike clock_timestamp()) bounds the
+-- index scans (results_queued_expiry, migration 0006): one branch per side of the nulls, so
+-- the rows without an expiry are a range up to now, and the second branch runs only when the
+-- first found too few. A result a cancel was requested for is never claimed.
 WITH due AS (
-    SELECT id FROM results
-     WHERE status = 'queued' AND due_at <= now() AND NOT cancel_requested
-     ORDER BY due_at, id
-     LIMIT %(limit)s
-     FOR UPDATE SKIP LOCKED
+    SELECT id FROM (
+        SELECT id FROM results
+         WHERE status = 'queued' AND url_expires_at IS NOT NULL AND due_at <= now()
+           AND NOT cancel_requested
+         ORDER BY url_expires_at, due_at, id
+         LIMIT %(limit)s
+         FOR UPDATE SKIP LOCKED
+    ) AS expiring
+    UNION ALL
+    SELECT id FROM (
+        SELECT id FROM results
+         WHERE status = 'queued' AND url_expires_at IS NULL AND due_at <= now()
+           AND NOT cancel_requested
+         ORDER BY url_expires_at, due_at, id
+         LIMIT %(limit)s
+         FOR UPDATE SKIP LOCKED
+    ) AS lasting
+    LIMIT %(limit)s
 )
 UPDATE results AS r
    SET status = 'running',
@@ -31,7 +47,7 @@ UPDATE results AS r
        updated_at = clock_timestamp()
   FROM due
  WHERE r.id = due.id
-RETURNING r.id, r.job_id, r.url, r.source_url, r.object_path, r.attempts;
+RETURNING r.id, r.job_id, r.url, r.source_url, r.object_path, r.attempts, r.url_expires_at;
 
 -- name: seconds_until_next_due
 -- How long the dispatcher may sleep: until the earliest queued row is due (null: none queued).
@@ -147,7 +163,7 @@ SELECT version.snapshot, page.*
   LEFT JOIN LATERAL (
         SELECT id, job_id, url, object_path, status, attempts, error_code, error_message,
                storage_bucket, storage_key, storage_size, storage_content_type, storage_sha256,
-               created_at, updated_at, started_at, ended_at, canceled_at
+               created_at, updated_at, started_at, ended_at, canceled_at, url_expires_at
           FROM results
          WHERE id > %(after_id)s
            AND (%(job_id)s::text IS NULL OR job_id = %(job_id)s::text)
@@ -170,7 +186,7 @@ UPDATE results
  WHERE id = %(id)s AND status = 'queued'
 RETURNING id, job_id, url, object_path, status, attempts, error_code, error_message,
           storage_bucket, storage_key, storage_size, storage_content_type, storage_sha256,
-          created_at, updated_at, started_at, ended_at, canceled_at;
+          created_at, updated_at, started_at, ended_at, canceled_at, url_expires_at;
 
 -- name: request_cancel
 -- A running result: the results_cancel_requested trigger notifies every worker process; the
@@ -180,7 +196,7 @@ UPDATE results SET cancel_requested = true
  WHERE id = %(id)s AND status = 'running'
 RETURNING id, job_id, url, object_path, status, attempts, error_code, error_message,
           storage_bucket, storage_key, storage_size, storage_content_type, storage_sha256,
-          created_at, updated_at, started_at, ended_at, canceled_at;
+          created_at, updated_at, started_at, ended_at, canceled_at, url_expires_at;
 
 -- name: record_canceled
 UPDATE results
@@ -238,23 +254,25 @@ SELECT count(*) FILTER (WHERE status = 'queued') AS queued,
 WITH input AS (
     SELECT *
       FROM unnest(%(job_ids)s::text[], %(hosts)s::text[], %(object_paths)s::text[],
-                  %(urls)s::text[], %(source_urls)s::text[])
-           WITH ORDINALITY AS i(job_id, host, object_path, url, source_url, position)
+                  %(urls)s::text[], %(source_urls)s::text[], %(url_expires_at)s::timestamptz[])
+           WITH ORDINALITY AS i(job_id, host, object_path, url, source_url, url_expires_at,
+                                position)
 ), inserted AS (
-    INSERT INTO results (job_id, host, object_path, url, source_url)
-    SELECT DISTINCT ON (job_id, host, object_path) job_id, host, object_path, url, source_url
+    INSERT INTO results (job_id, host, object_path, url, source_url, url_expires_at)
+    SELECT DISTINCT ON (job_id, host, object_path)
+           job_id, host, object_path, url, source_url, url_expires_at
       FROM input ORDER BY job_id, host, object_path, position
     ON CONFLICT ON CONSTRAINT results_identity DO NOTHING
     RETURNING id, job_id, host, url, object_path, status, attempts, error_code, error_message,
               storage_bucket, storage_key, storage_size, storage_content_type, storage_sha256,
-              created_at, updated_at, started_at, ended_at, canceled_at
+              created_at, updated_at, started_at, ended_at, canceled_at, url_expires_at
 )
 SELECT true AS inserted, * FROM inserted
 UNION ALL
 SELECT false AS inserted, r.id, r.job_id, r.host, r.url, r.object_path, r.status, r.attempts,
        r.error_code, r.error_message, r.storage_bucket, r.storage_key, r.storage_size,
        r.storage_content_type, r.storage_sha256, r.created_at, r.updated_at, r.started_at,
-       r.ended_at, r.canceled_at
+       r.ended_at, r.canceled_at, r.url_expires_at
   FROM results AS r
   JOIN (SELECT DISTINCT job_id, host, object_path FROM input) AS i
     ON (r.job_id, r.host, r.object_path) = (i.job_id, i.host, i.object_path);

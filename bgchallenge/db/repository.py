@@ -41,6 +41,7 @@ def _batch_params(pending: Sequence[tuple[int, EnqueueRequest]]) -> dict[str, An
         "object_paths": [r.source.object_path for r in requests],
         "urls": [r.source.public for r in requests],
         "source_urls": [r.source.full for r in requests],
+        "url_expires_at": [r.url_expires_at for r in requests],
     }
 
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from bgchallenge.domain.expiry import is_expired, url_expiry
 from bgchallenge.domain.paths import (
     InvalidUrl,
     SourceUrl,
     parse_source_url,
     storable_text_problem,
 )
+from bgchallenge.domain.results import format_timestamp
 
 MAX_JOB_ID_LENGTH = 200
 ALLOWED_MEMBERS = ("jobId", "url")
@@ -32,6 +35,7 @@ class FieldProblem:
 class EnqueueRequest:
     job_id: str
     source: SourceUrl
+    url_expires_at: datetime | None = None  # read from a presigned query (domain/expiry.py)
 
 
 class NotAnObject(ValueError):
@@ -48,8 +52,9 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def parse_enqueue_body(raw: bytes) -> EnqueueRequest:
-    """Parse and validate the raw body.
+def parse_enqueue_body(raw: bytes, now: datetime | None = None) -> EnqueueRequest:
+    """Parse and validate the raw body; with ``now``, a presigned URL already expired then is
+    a problem of ``#/url``.
 
     Raises `InvalidBody` listing every problem, or `NotAnObject` for JSON that is not an object.
     """
@@ -79,6 +84,7 @@ def parse_enqueue_body(raw: bytes) -> EnqueueRequest:
         problems.append(FieldProblem("#/jobId", unstorable))
 
     source: SourceUrl | None = None
+    expires_at: datetime | None = None
     if url is None:
         problems.append(FieldProblem("#/url", "is required"))
     elif not isinstance(url, str):
@@ -90,11 +96,17 @@ def parse_enqueue_body(raw: bytes) -> EnqueueRequest:
             source = parse_source_url(url)
         except InvalidUrl as exc:
             problems.append(FieldProblem("#/url", str(exc)))
+        else:
+            # Read here: the query string is dropped once the result is terminal.
+            expires_at = url_expiry(url)
+            if now is not None and is_expired(expires_at, now):
+                shown = format_timestamp(expires_at)
+                problems.append(FieldProblem("#/url", f"the presigned URL expired at {shown}"))
 
     if problems:
         raise InvalidBody(problems)
     assert isinstance(job_id, str) and source is not None
-    return EnqueueRequest(job_id=job_id, source=source)
+    return EnqueueRequest(job_id=job_id, source=source, url_expires_at=expires_at)
 
 
 def _json_kind(value: object) -> str:

@@ -2,12 +2,14 @@
 
 Failure(code, message, transient)
 ├── permanent: not_found, forbidden, not_an_image, too_large, blocked_address,
-│              bad_redirect, bad_status
+│              bad_redirect, bad_status, url_expired
 └── transient: origin_unavailable, storage_unavailable, database_unavailable
 exhausted: the last transient failure, after the final attempt
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from bgchallenge.domain.paths import redact_queries
 
@@ -20,6 +22,7 @@ PERMANENT_CODES = frozenset(
         "blocked_address",
         "bad_redirect",
         "bad_status",
+        "url_expired",
     }
 )
 TRANSIENT_CODES = frozenset({"origin_unavailable", "storage_unavailable", "database_unavailable"})
@@ -44,12 +47,23 @@ class Failure(Exception):
         return f"{self.code}: {self.message}"
 
 
-def failure_for_status(status: int, method: str) -> Failure | None:
-    """The failure an origin's status code means, or None for 200."""
+def url_expired(expires_at: datetime) -> Failure:
+    shown = expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return Failure("url_expired", f"the presigned URL expired at {shown}")
+
+
+def failure_for_status(
+    status: int, method: str, expired_at: datetime | None = None
+) -> Failure | None:
+    """The failure an origin's status code means, or None for 200. ``expired_at``: the URL's
+    expiry when it has passed by the time of the answer (a refusal then means that)."""
     if status == 200:
         return None
     if status in (404, 410):
         return Failure("not_found", f"the origin answered {status} to {method}")
+    if status in (401, 403) and expired_at is not None:
+        failure = url_expired(expired_at)
+        return Failure(failure.code, f"{failure.message}: the origin answered {status} to {method}")
     if status in (401, 403):
         return Failure("forbidden", f"the origin answered {status} to {method}")
     if status == 429 or status >= 500:

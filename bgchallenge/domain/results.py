@@ -54,6 +54,7 @@ class Result:
     started_at: datetime | None
     ended_at: datetime | None
     canceled_at: datetime | None
+    url_expires_at: datetime | None = None
 
     @property
     def duration_ms(self) -> int | None:
@@ -94,6 +95,7 @@ class Result:
             started_at=row["started_at"],
             ended_at=row["ended_at"],
             canceled_at=row["canceled_at"],
+            url_expires_at=row["url_expires_at"],
         )
 
 
@@ -142,6 +144,7 @@ def render_result(result: Result) -> dict[str, Any]:
         "endedAt": format_timestamp(result.ended_at),
         "canceledAt": format_timestamp(result.canceled_at),
         "durationMs": result.duration_ms,
+        "urlExpiresAt": format_timestamp(result.url_expires_at),
     }
 
 
@@ -155,6 +158,7 @@ class Claim:
     source_url: str  # as given: a credential, never logged
     object_path: str
     attempts: int  # this attempt's number (1 for the first)
+    url_expires_at: datetime | None = None  # when the source URL stops working
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Claim:
@@ -165,4 +169,5 @@ class Claim:
             source_url=row["source_url"],
             object_path=row["object_path"],
             attempts=row["attempts"],
+            url_expires_at=row["url_expires_at"],
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import trio
@@ -168,7 +169,7 @@ def _add_api_routes(app: QuartTrio, deps: WebDependencies) -> None:
             )
         raw = raw_body()
         try:
-            parsed = parse_enqueue_body(raw)
+            parsed = parse_enqueue_body(raw, now=datetime.now(UTC))
         except NotAnObject as exc:
             return problem(400, str(exc), kind="single-object-required")
         except InvalidBody as exc:

@@ -160,6 +160,12 @@ def _schemas() -> dict[str, Schema]:
                     "minimum": 0,
                     "description": "endedAt - startedAt in milliseconds; null until both exist",
                 },
+                "urlExpiresAt": _nullable(
+                    _timestamp(
+                        "when the presigned source URL expires, read from its query at enqueue "
+                        "(AWS SigV4/SigV2, CloudFront, Google, Azure SAS); null when it names none"
+                    )
+                ),
             },
             "required": [
                 "id",
@@ -176,6 +182,7 @@ def _schemas() -> dict[str, Schema]:
                 "endedAt",
                 "canceledAt",
                 "durationMs",
+                "urlExpiresAt",
             ],
             "additionalProperties": False,
         },
@@ -378,8 +385,8 @@ def _result_operations() -> dict[str, Any]:
                         "EnqueueRejected",
                         "Not a single JSON object (`detail` says so), or malformed JSON, a "
                         "missing, empty, over-long or unknown member, or a URL that is not an "
-                        f"absolute http(s) URL of at most {MAX_URL_LENGTH} characters (`errors` "
-                        "lists each). Nothing is stored.",
+                        f"absolute http(s) URL of at most {MAX_URL_LENGTH} characters, or a "
+                        "presigned URL already expired (`errors` lists each). Nothing is stored.",
                     ),
                     "409": _problem(
                         "DuplicateProblem",

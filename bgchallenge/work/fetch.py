@@ -15,12 +15,14 @@ import socket
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
 from contextlib import aclosing, asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import httpcore
 import httpx
 import trio
 
+from bgchallenge.domain.expiry import is_expired
 from bgchallenge.domain.failures import (
     Failure,
     check_content_encoding,
@@ -28,6 +30,7 @@ from bgchallenge.domain.failures import (
     failure_for_status,
     too_large,
     too_slow,
+    url_expired,
 )
 from bgchallenge.domain.network import AddressGuard
 from bgchallenge.domain.rate import RateFloor
@@ -138,28 +141,35 @@ class Fetcher:
         await self.client.aclose()
 
     @asynccontextmanager
-    async def open(self, url: str) -> AsyncIterator[Download]:
+    async def open(self, url: str, expires_at: datetime | None = None) -> AsyncIterator[Download]:
         """Check the file with HEAD (or on the GET headers when HEAD is refused), then stream it.
 
         The yielded download's chunks are the bytes as sent (a compressed body is refused, never
         decoded); they stop with a ``too_large`` failure past the size limit, and with an
         ``origin_unavailable`` one when fewer than ``min_rate`` bytes arrive in a read timeout's
-        worth of waiting.
+        worth of waiting. A URL past ``expires_at`` is ``url_expired`` without a request, and
+        so is a ``401``/``403`` answered after it.
         """
+        if expires_at is not None and is_expired(expires_at, datetime.now(UTC)):
+            raise url_expired(expires_at)
         with _mapped_errors(url):
             head = await self.client.head(url)
             if head.status_code not in HEAD_REFUSED:
-                self._check(head, "HEAD")
+                self._check(head, "HEAD", expires_at)
             async with self.client.stream("GET", url) as response:
-                self._check(response, "GET")
+                self._check(response, "GET", expires_at)
                 async with aclosing(self._limited(response)) as chunks:
                     yield Download(
                         content_type=response.headers["Content-Type"].strip(), chunks=chunks
                     )
 
-    def _check(self, response: httpx.Response, method: str) -> None:
+    def _check(
+        self, response: httpx.Response, method: str, expires_at: datetime | None = None
+    ) -> None:
+        # The clock is read when the answer is in: a refusal after the expiry means just that.
+        expired = expires_at if is_expired(expires_at, datetime.now(UTC)) else None
         failure = (
-            failure_for_status(response.status_code, method)
+            failure_for_status(response.status_code, method, expired)
             or check_content_encoding(response.headers.get("Content-Encoding"))
             or check_image_headers(
                 response.headers.get("Content-Type"),

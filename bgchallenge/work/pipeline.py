@@ -64,7 +64,7 @@ async def _copy(
             await storage.abort_uploads_of(key)
     except (StorageUnavailable, StorageRejected) as exc:
         raise Failure("storage_unavailable", str(exc)) from exc
-    async with fetcher.open(claim.source_url) as download:
+    async with fetcher.open(claim.source_url, claim.url_expires_at) as download:
         try:
             async with aclosing(timed(download.chunks)) as chunks:
                 return await upload_stream(

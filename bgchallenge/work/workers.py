@@ -18,6 +18,7 @@ import secrets
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import trio
@@ -243,7 +244,13 @@ async def _record(
         intended = Status.SUCCEEDED
         write = lambda: ctx.attempts.record_success(claim, outcome)  # noqa: E731
     else:
-        decision = decide(outcome, claim.attempts, ctx.settings.retry_delays)
+        decision = decide(
+            outcome,
+            claim.attempts,
+            ctx.settings.retry_delays,
+            expires_at=claim.url_expires_at,
+            now=datetime.now(UTC),
+        )
         failure = outcome
         if isinstance(decision, RetryLater):
             intended = Status.QUEUED

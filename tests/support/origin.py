@@ -12,6 +12,8 @@
     gzip=1            the body is ``size`` zero bytes gzip-compressed (a "gzip bomb"), sent with
                       Content-Encoding: gzip (GET and HEAD) and its compressed length
     redirect=URL      answer 302 to URL (GET and HEAD)
+    delay=SECONDS     GET pauses before its status line
+    hold=1            GET answers only once the test calls `Origin.release` for this name
 
 It counts requests by (method, name), so tests can say "fetched exactly once". A test may
 override a name's knobs later (`override`): the origin changes its answers under stored URLs.
@@ -64,6 +66,7 @@ class Origin:
         self.get_times: dict[str, list[float]] = {}
         self.base_url = ""
         self.overrides: dict[str, dict[str, str]] = {}
+        self.released: dict[str, trio.Event] = {}
 
     def override(self, name: str, **knobs: object) -> None:
         """From now on, answer ``name`` as if the URL carried these knobs too."""
@@ -72,6 +75,10 @@ class Origin:
     def url(self, name: str, **knobs: object) -> str:
         query = "&".join(f"{k}={v}" for k, v in knobs.items())
         return f"{self.base_url}/files/{name}" + (f"?{query}" if query else "")
+
+    def release(self, name: str) -> None:
+        """Let the held GETs of ``name`` (knob ``hold=1``) answer."""
+        self.released.setdefault(name, trio.Event()).set()
 
     def gets(self, name: str) -> int:
         return self.requests[("GET", name)]
@@ -113,6 +120,10 @@ class Origin:
         self.get_times.setdefault(name, []).append(trio.current_time())
         if self.requests[("GET", name)] <= int(knobs.get("fail", 0)):
             status = 503
+        if knobs.get("hold") == "1":
+            await self.released.setdefault(name, trio.Event()).wait()
+        if "delay" in knobs:
+            await trio.sleep(float(knobs["delay"]))
         headers = [(b"content-type", content_type), *encoding]
         if knobs.get("chunked") != "1":
             headers.append((b"content-length", str(size).encode()))

@@ -1,4 +1,5 @@
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -92,3 +93,32 @@ def test_text_postgresql_cannot_store_is_refused() -> None:
         "#/jobId": "must be valid Unicode (no lone surrogates)",
         "#/url": "must be valid Unicode (no lone surrogates)",
     }
+
+
+NOW = datetime(2026, 12, 1, 10, 0, 0, tzinfo=UTC)
+SIGV4 = (
+    "https://b.s3.amazonaws.com/a.png?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+    "&X-Amz-Date=20261201T095500Z&X-Amz-Expires={}&X-Amz-Signature=abc"
+)
+
+
+def test_the_url_expiry_is_read_before_the_query_is_dropped() -> None:
+    parsed = parse_enqueue_body(body({"jobId": "j", "url": SIGV4.format(600)}), now=NOW)
+    assert parsed.url_expires_at == NOW + timedelta(minutes=5)
+    assert "X-Amz" not in parsed.source.public
+    plain = parse_enqueue_body(body({"jobId": "j", "url": "https://e.com/a.png"}), now=NOW)
+    assert plain.url_expires_at is None
+
+
+@pytest.mark.parametrize("expires", [300, 60, 0])  # at or before now
+def test_a_url_already_expired_is_a_problem_of_the_url(expires: int) -> None:
+    with pytest.raises(InvalidBody) as caught:
+        parse_enqueue_body(body({"jobId": "j", "url": SIGV4.format(expires)}), now=NOW)
+    (problem,) = caught.value.problems
+    assert problem.pointer == "#/url"
+    assert "expired" in problem.detail and "X-Amz" not in problem.detail
+
+
+def test_a_malformed_expiry_is_no_expiry_and_no_problem() -> None:
+    parsed = parse_enqueue_body(body({"jobId": "j", "url": SIGV4.format("-1")}), now=NOW)
+    assert parsed.url_expires_at is None

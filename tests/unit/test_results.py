@@ -46,7 +46,32 @@ def test_renders_camel_case_and_duration_from_rendered_instants() -> None:
         "endedAt",
         "canceledAt",
         "durationMs",
+        "urlExpiresAt",
     }
+    assert rendered["urlExpiresAt"] is None
+
+
+def test_renders_the_url_expiry_in_utc_with_milliseconds() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    result = Result(
+        id=7,
+        job_id="j",
+        url="https://e.com/a",
+        object_path="/a",
+        status=Status.QUEUED,
+        attempts=0,
+        error=None,
+        storage=None,
+        created_at=start,
+        updated_at=start,
+        started_at=None,
+        ended_at=None,
+        canceled_at=None,
+        url_expires_at=datetime(
+            2026, 12, 1, 11, 0, 0, 250_000, tzinfo=timezone(timedelta(hours=1))
+        ),
+    )
+    assert render_result(result)["urlExpiresAt"] == "2026-12-01T10:00:00.250Z"
 
 
 def test_terminal_states() -> None:

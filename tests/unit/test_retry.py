@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from bgchallenge.domain.failures import (
@@ -12,6 +14,7 @@ from bgchallenge.domain.failures import (
     check_image_headers,
     failure_for_status,
     too_large,
+    url_expired,
 )
 from bgchallenge.domain.retry import GiveUp, RetryLater, decide, max_attempts
 
@@ -155,3 +158,61 @@ def test_the_type_is_checked_before_the_length() -> None:
 def test_too_large_while_streaming() -> None:
     failure = too_large(LIMIT + 5, LIMIT)
     assert failure.code == "too_large" and str(LIMIT + 5) in failure.message
+
+
+EXPIRES = datetime(2026, 12, 1, 10, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("seconds_left", "expected"),
+    [
+        (1.5, GiveUp),  # the retry (in 4 s) would be due after the expiry
+        (4.0, GiveUp),  # at the expiry itself: the URL no longer works then
+        (4.001, RetryLater),
+        (-60.0, GiveUp),
+    ],
+)
+def test_a_retry_due_at_or_after_the_url_expiry_fails_url_expired(
+    seconds_left: float, expected: type
+) -> None:
+    now = EXPIRES - timedelta(seconds=seconds_left)
+    failure = Failure("origin_unavailable", "the origin answered 503 to GET")
+    decision = decide(failure, 2, DELAYS, expires_at=EXPIRES, now=now)
+    assert isinstance(decision, expected)
+    if isinstance(decision, GiveUp):
+        assert decision.code == "url_expired"
+        assert "2026-12-01T10:00:00Z" in decision.message
+        assert "origin_unavailable" in decision.message
+    else:
+        assert decision == RetryLater(4.0)
+
+
+def test_no_expiry_or_a_permanent_failure_is_decided_as_before() -> None:
+    now = EXPIRES + timedelta(hours=1)
+    transient = Failure("origin_unavailable", "down")
+    assert decide(transient, 1, DELAYS, expires_at=None, now=now) == RetryLater(1.0)
+    assert decide(Failure("not_found", "gone"), 1, DELAYS, expires_at=EXPIRES, now=now) == GiveUp(
+        "not_found", "gone"
+    )
+    assert decide(transient, 4, DELAYS, expires_at=EXPIRES, now=now).code == EXHAUSTED  # type: ignore[union-attr]
+
+
+def test_url_expired_is_permanent() -> None:
+    assert "url_expired" in PERMANENT_CODES
+    assert not url_expired(EXPIRES).transient
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refusal_after_the_expiry_is_url_expired(status: int) -> None:
+    failure = failure_for_status(status, "GET", EXPIRES)
+    assert failure is not None and failure.code == "url_expired"
+    assert str(status) in failure.message and "2026-12-01T10:00:00Z" in failure.message
+    before = failure_for_status(status, "GET", None)
+    assert before is not None and before.code == "forbidden"
+
+
+@pytest.mark.parametrize("status", [404, 500, 400])
+def test_other_statuses_after_the_expiry_keep_their_code(status: int) -> None:
+    after, before = failure_for_status(status, "GET", EXPIRES), failure_for_status(status, "GET")
+    assert after is not None and before is not None
+    assert (after.code, after.message) == (before.code, before.message)

@@ -207,3 +207,39 @@ async def test_two_web_processes_racing_on_one_identity_make_one_row(
     assert sorted(s for s, _ in statuses) == [202] * 10 + [409] * 190
     assert row_count(database_url) == 10
     assert len({result_id for _, result_id in statuses}) == 10
+
+
+async def test_a_presigned_url_already_expired_is_refused(
+    service: RunningService, database_url: str
+) -> None:
+    url = (
+        "https://b.s3.amazonaws.com/a.png?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+        "&X-Amz-Date=20200101T000000Z&X-Amz-Expires=3600&X-Amz-Signature=abc"
+    )
+    with trio.fail_after(IO_GUARD_SECONDS):
+        status, problem = await post(service, {"jobId": "j", "url": url})
+    assert status == 400
+    assert problem["type"].endswith("invalid-body")
+    assert problem["errors"] == [
+        {"pointer": "#/url", "detail": "the presigned URL expired at 2020-01-01T01:00:00.000Z"}
+    ]
+    assert row_count(database_url) == 0
+
+
+async def test_the_url_expiry_is_shown_and_stored(service: RunningService) -> None:
+    url = (
+        "https://account.blob.core.windows.net/c/a.png?sv=2022-11-02&sp=r"
+        "&se=2099-12-01T10%3A00%3A00.5Z&sig=abc"
+    )
+    with trio.fail_after(IO_GUARD_SECONDS):
+        status, result = await post(service, {"jobId": "j", "url": url})
+        assert status == 202
+        assert result["urlExpiresAt"] == "2099-12-01T10:00:00.500Z"
+        fetched = await service.client.get(f"/results/{result['id']}")
+        assert fetched.json()["urlExpiresAt"] == "2099-12-01T10:00:00.500Z"
+        listed = await service.client.get("/results/list", params={"jobId": "j"})
+        assert listed.json()["items"][0]["urlExpiresAt"] == "2099-12-01T10:00:00.500Z"
+        plain = await service.client.post(
+            "/results/enqueue", json={"jobId": "j", "url": "https://e.com/b.png"}
+        )
+        assert plain.json()["urlExpiresAt"] is None
