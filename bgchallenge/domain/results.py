@@ -40,6 +40,14 @@ class StoredObject:
 
 
 @dataclass(frozen=True)
+class Progress:
+    """The bytes an attempt has received, of the total its origin announced (None: chunked)."""
+
+    received_bytes: int
+    total_bytes: int | None
+
+
+@dataclass(frozen=True)
 class Result:
     id: int
     job_id: str
@@ -54,6 +62,7 @@ class Result:
     started_at: datetime | None
     ended_at: datetime | None
     canceled_at: datetime | None
+    progress: Progress | None = None
 
     @property
     def duration_ms(self) -> int | None:
@@ -94,6 +103,12 @@ class Result:
             started_at=row["started_at"],
             ended_at=row["ended_at"],
             canceled_at=row["canceled_at"],
+            # queries that answer only new, queued rows (enqueue) do not select it
+            progress=(
+                Progress(row["progress_received_bytes"], row["progress_total_bytes"])
+                if row.get("progress_received_bytes") is not None
+                else None
+            ),
         )
 
 
@@ -142,6 +157,14 @@ def render_result(result: Result) -> dict[str, Any]:
         "endedAt": format_timestamp(result.ended_at),
         "canceledAt": format_timestamp(result.canceled_at),
         "durationMs": result.duration_ms,
+        "progress": (
+            {
+                "receivedBytes": result.progress.received_bytes,
+                "totalBytes": result.progress.total_bytes,
+            }
+            if result.progress
+            else None
+        ),
     }
 
 

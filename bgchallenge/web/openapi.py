@@ -160,6 +160,11 @@ def _schemas() -> dict[str, Schema]:
                     "minimum": 0,
                     "description": "endedAt - startedAt in milliseconds; null until both exist",
                 },
+                "progress": {
+                    "oneOf": [_ref("Progress"), {"type": "null"}],
+                    "description": "the download of the current (or last) attempt; null before "
+                    "its first byte arrives",
+                },
             },
             "required": [
                 "id",
@@ -176,7 +181,24 @@ def _schemas() -> dict[str, Schema]:
                 "endedAt",
                 "canceledAt",
                 "durationMs",
+                "progress",
             ],
+            "additionalProperties": False,
+        },
+        "Progress": {
+            "type": "object",
+            "description": "Written at most once per BGC_PROGRESS_SECONDS (default 1) per "
+            "download, and at the end.",
+            "properties": {
+                "receivedBytes": {"type": "integer", "minimum": 0},
+                "totalBytes": {
+                    "type": ["integer", "null"],
+                    "minimum": 0,
+                    "description": "the origin's Content-Length; null when it sent none "
+                    "(a chunked body)",
+                },
+            },
+            "required": ["receivedBytes", "totalBytes"],
             "additionalProperties": False,
         },
         "ResultPage": {
