@@ -39,6 +39,7 @@ from bgchallenge.domain.progress import (
     ProgressPrinter,
     RateMeter,
     Tally,
+    Transfer,
     UrlLine,
     enqueue_summary,
     eta_seconds,
@@ -308,7 +309,8 @@ def wait_for_job(
         counts = Counts.of(str(item.get("status")) for item in snapshot.items)
         meter.add(polled_at, counts.done)
         rate = meter.rate()
-        line = progress_line(counts, rate, eta_seconds(counts.remaining, rate))
+        transfer = Transfer.of(snapshot.items)
+        line = progress_line(counts, rate, eta_seconds(counts.remaining, rate), transfer)
         if counts.remaining == 0:
             printer.show(line, polled_at, final=True)
             return snapshot.items

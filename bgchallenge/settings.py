@@ -13,6 +13,7 @@ T = TypeVar("T")
 
 MIB = 1024 * 1024
 MIN_PART_SIZE = 5 * MIB
+MIN_PROGRESS_SECONDS = 0.1
 
 
 class SettingsError(ValueError):
@@ -45,6 +46,7 @@ class Settings:
     min_rate: int = 16 * 1024
     db_pool_size: int = 10
     s3_threads: int = 16
+    progress_seconds: float = 1.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -73,6 +75,9 @@ class Settings:
             min_rate=reader.get("BGC_MIN_RATE", _int_in(0, 1024**3), cls.min_rate),
             db_pool_size=reader.get("BGC_DB_POOL_SIZE", _int_in(2, 1000), cls.db_pool_size),
             s3_threads=reader.get("BGC_S3_THREADS", _int_in(1, 1000), cls.s3_threads),
+            progress_seconds=reader.get(
+                "BGC_PROGRESS_SECONDS", _progress_seconds, cls.progress_seconds
+            ),
         )
         if reader.problems:
             raise SettingsError(reader.problems)
@@ -147,6 +152,14 @@ def _seconds(raw: str) -> float:
         raise ValueError(f"not a number of seconds: {raw!r}") from None
     if not 0 <= value <= 86_400:
         raise ValueError(f"must be between 0 and 86400 seconds, not {raw}")
+    return value
+
+
+def _progress_seconds(raw: str) -> float:
+    # a floor: each write is a database round trip and changes the list ETags
+    value = _seconds(raw)
+    if value < MIN_PROGRESS_SECONDS:
+        raise ValueError(f"must be at least {MIN_PROGRESS_SECONDS} seconds, not {raw}")
     return value
 
 

@@ -8,7 +8,8 @@ SELECT 1 AS ok;
 -- The web side lists the columns a client sees: never source_url (a presigned credential).
 SELECT id, job_id, url, object_path, status, attempts, error_code, error_message,
        storage_bucket, storage_key, storage_size, storage_content_type, storage_sha256,
-       created_at, updated_at, started_at, ended_at, canceled_at, url_expires_at
+       created_at, updated_at, started_at, ended_at, canceled_at, url_expires_at,
+       progress_received_bytes, progress_total_bytes
   FROM results WHERE id = %(id)s;
 
 -- name: claim_due
@@ -57,8 +58,13 @@ SELECT greatest(0, extract(epoch FROM min(due_at) - clock_timestamp()))::float8 
 
 -- name: extend_lease
 -- Keeps a running attempt's lease; no row back means the attempt is no longer this worker's.
+-- Stores the attempt's download progress too when %(received)s is not null (migration 0007):
+-- one fenced write for both. The outcome queries below store the final progress the same way.
 UPDATE results
-   SET lease_expires_at = clock_timestamp() + make_interval(secs => %(lease_seconds)s)
+   SET lease_expires_at = clock_timestamp() + make_interval(secs => %(lease_seconds)s),
+       progress_received_bytes = coalesce(%(received)s::bigint, progress_received_bytes),
+       progress_total_bytes = CASE WHEN %(received)s::bigint IS NULL THEN progress_total_bytes
+                                   ELSE %(total)s::bigint END
  WHERE id = %(id)s AND status = 'running'
    AND lease_owner = %(owner)s AND attempts = %(attempts)s
 RETURNING cancel_requested;
@@ -78,6 +84,9 @@ UPDATE results
        error_message = CASE WHEN cancel_requested THEN error_message END,
        canceled_at = CASE WHEN cancel_requested THEN clock_timestamp() END,
        source_url = NULL, lease_owner = NULL, lease_expires_at = NULL,
+       progress_received_bytes = coalesce(%(received)s::bigint, progress_received_bytes),
+       progress_total_bytes = CASE WHEN %(received)s::bigint IS NULL THEN progress_total_bytes
+                                   ELSE %(total)s::bigint END,
        ended_at = clock_timestamp(), updated_at = clock_timestamp()
  WHERE id = %(id)s AND status = 'running'
    AND lease_owner = %(owner)s AND attempts = %(attempts)s
@@ -90,6 +99,9 @@ UPDATE results
        error_message = CASE WHEN cancel_requested THEN error_message ELSE %(message)s::text END,
        canceled_at = CASE WHEN cancel_requested THEN clock_timestamp() END,
        source_url = NULL, lease_owner = NULL, lease_expires_at = NULL,
+       progress_received_bytes = coalesce(%(received)s::bigint, progress_received_bytes),
+       progress_total_bytes = CASE WHEN %(received)s::bigint IS NULL THEN progress_total_bytes
+                                   ELSE %(total)s::bigint END,
        ended_at = clock_timestamp(), updated_at = clock_timestamp()
  WHERE id = %(id)s AND status = 'running'
    AND lease_owner = %(owner)s AND attempts = %(attempts)s
@@ -105,6 +117,9 @@ UPDATE results
        canceled_at = CASE WHEN cancel_requested THEN clock_timestamp() END,
        ended_at = CASE WHEN cancel_requested THEN clock_timestamp() END,
        source_url = CASE WHEN cancel_requested THEN NULL ELSE source_url END,
+       progress_received_bytes = coalesce(%(received)s::bigint, progress_received_bytes),
+       progress_total_bytes = CASE WHEN %(received)s::bigint IS NULL THEN progress_total_bytes
+                                   ELSE %(total)s::bigint END,
        lease_owner = NULL, lease_expires_at = NULL, updated_at = clock_timestamp()
  WHERE id = %(id)s AND status = 'running'
    AND lease_owner = %(owner)s AND attempts = %(attempts)s
@@ -163,7 +178,8 @@ SELECT version.snapshot, page.*
   LEFT JOIN LATERAL (
         SELECT id, job_id, url, object_path, status, attempts, error_code, error_message,
                storage_bucket, storage_key, storage_size, storage_content_type, storage_sha256,
-               created_at, updated_at, started_at, ended_at, canceled_at, url_expires_at
+               created_at, updated_at, started_at, ended_at, canceled_at, url_expires_at,
+               progress_received_bytes, progress_total_bytes
           FROM results
          WHERE id > %(after_id)s
            AND (%(job_id)s::text IS NULL OR job_id = %(job_id)s::text)
@@ -186,7 +202,8 @@ UPDATE results
  WHERE id = %(id)s AND status = 'queued'
 RETURNING id, job_id, url, object_path, status, attempts, error_code, error_message,
           storage_bucket, storage_key, storage_size, storage_content_type, storage_sha256,
-          created_at, updated_at, started_at, ended_at, canceled_at, url_expires_at;
+          created_at, updated_at, started_at, ended_at, canceled_at, url_expires_at,
+          progress_received_bytes, progress_total_bytes;
 
 -- name: request_cancel
 -- A running result: the results_cancel_requested trigger notifies every worker process; the
@@ -196,12 +213,16 @@ UPDATE results SET cancel_requested = true
  WHERE id = %(id)s AND status = 'running'
 RETURNING id, job_id, url, object_path, status, attempts, error_code, error_message,
           storage_bucket, storage_key, storage_size, storage_content_type, storage_sha256,
-          created_at, updated_at, started_at, ended_at, canceled_at, url_expires_at;
+          created_at, updated_at, started_at, ended_at, canceled_at, url_expires_at,
+          progress_received_bytes, progress_total_bytes;
 
 -- name: record_canceled
 UPDATE results
    SET status = 'canceled', canceled_at = clock_timestamp(), ended_at = clock_timestamp(),
        source_url = NULL, lease_owner = NULL, lease_expires_at = NULL,
+       progress_received_bytes = coalesce(%(received)s::bigint, progress_received_bytes),
+       progress_total_bytes = CASE WHEN %(received)s::bigint IS NULL THEN progress_total_bytes
+                                   ELSE %(total)s::bigint END,
        updated_at = clock_timestamp()
  WHERE id = %(id)s AND status = 'running'
    AND lease_owner = %(owner)s AND attempts = %(attempts)s

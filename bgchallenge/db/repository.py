@@ -9,7 +9,7 @@ from typing import Any
 from bgchallenge.db.database import Database, Row, Transaction
 from bgchallenge.domain.enqueue import EnqueueRequest
 from bgchallenge.domain.listing import ListQuery, Snapshot
-from bgchallenge.domain.results import Claim, Result, Status, StoredObject
+from bgchallenge.domain.results import Claim, Progress, Result, Status, StoredObject
 
 # A concurrent insert of the same identity can commit between the statement's snapshot and
 # its insert; the statement then sees neither row. Running it again always sees one.
@@ -174,6 +174,13 @@ class Attempts:
     def _fence(self, claim: Claim) -> dict[str, Any]:
         return {"id": claim.id, "owner": self.owner, "attempts": claim.attempts}
 
+    @staticmethod
+    def _progress(progress: Progress | None) -> dict[str, Any]:
+        """None leaves the stored progress as it is (this attempt has received no byte)."""
+        if progress is None:
+            return {"received": None, "total": None}
+        return {"received": progress.received_bytes, "total": progress.total_bytes}
+
     async def _outcome(self, name: str, params: dict[str, Any]) -> Status | None:
         row = await self.database.fetch_one(name, params)
         return None if row is None else Status(row["status"])
@@ -189,16 +196,25 @@ class Attempts:
         row = await self.database.fetch_one("seconds_until_next_due")
         return None if row is None else row["seconds"]
 
-    async def extend_lease(self, claim: Claim) -> bool | None:
-        """None: the lease is lost; otherwise whether a cancel was requested."""
+    async def extend_lease(self, claim: Claim, progress: Progress | None = None) -> bool | None:
+        """None: the lease is lost; otherwise whether a cancel was requested. Stores
+        ``progress`` in the same write when given."""
         row = await self.database.fetch_one(
-            "extend_lease", {**self._fence(claim), "lease_seconds": self.lease_seconds}
+            "extend_lease",
+            {
+                **self._fence(claim),
+                **self._progress(progress),
+                "lease_seconds": self.lease_seconds,
+            },
         )
         return None if row is None else bool(row["cancel_requested"])
 
-    async def record_success(self, claim: Claim, stored: StoredObject) -> Status | None:
+    async def record_success(
+        self, claim: Claim, stored: StoredObject, progress: Progress | None = None
+    ) -> Status | None:
         params = {
             **self._fence(claim),
+            **self._progress(progress),
             "bucket": stored.bucket,
             "key": stored.key,
             "size": stored.size,
@@ -207,23 +223,40 @@ class Attempts:
         }
         return await self._outcome("record_success", params)
 
-    async def record_failure(self, claim: Claim, code: str, message: str) -> Status | None:
-        params = {**self._fence(claim), "code": code, "message": message}
-        return await self._outcome("record_failure", params)
-
-    async def schedule_retry(
-        self, claim: Claim, code: str, message: str, delay_seconds: float
+    async def record_failure(
+        self, claim: Claim, code: str, message: str, progress: Progress | None = None
     ) -> Status | None:
         params = {
             **self._fence(claim),
+            **self._progress(progress),
+            "code": code,
+            "message": message,
+        }
+        return await self._outcome("record_failure", params)
+
+    async def schedule_retry(
+        self,
+        claim: Claim,
+        code: str,
+        message: str,
+        delay_seconds: float,
+        progress: Progress | None = None,
+    ) -> Status | None:
+        params = {
+            **self._fence(claim),
+            **self._progress(progress),
             "code": code,
             "message": message,
             "delay_seconds": delay_seconds,
         }
         return await self._outcome("schedule_retry", params)
 
-    async def record_canceled(self, claim: Claim) -> Status | None:
-        return await self._outcome("record_canceled", self._fence(claim))
+    async def record_canceled(
+        self, claim: Claim, progress: Progress | None = None
+    ) -> Status | None:
+        return await self._outcome(
+            "record_canceled", {**self._fence(claim), **self._progress(progress)}
+        )
 
     async def hand_back(self, claim: Claim) -> Status | None:
         return await self._outcome("hand_back", self._fence(claim))

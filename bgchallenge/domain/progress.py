@@ -132,13 +132,61 @@ def render_bar(done: int, total: int, width: int = BAR_WIDTH) -> str:
     return f"[{'#' * filled}{'-' * (width - filled)}] {percent:3d}%"
 
 
-def progress_line(counts: Counts, rate: float | None, eta: float | None) -> str:
+def format_bytes(size: int) -> str:
+    """``512 B``, ``12.3 MiB``: binary units, one decimal."""
+    if size < 1024:
+        return f"{size} B"
+    value = float(size)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024 or unit == "GiB":
+            break
+    return f"{value:.1f} {unit}"
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """The bytes of the running results: received so far, of the known size."""
+
+    received: int
+    known: int  # the totals the origins announced, plus what arrived of bodies without one
+    unknown: bool  # some body came without a size: ``known`` is a lower bound
+
+    @classmethod
+    def of(cls, items: Iterable[Mapping[str, object]]) -> Transfer | None:
+        """None when no running result has received a byte yet."""
+        received = known = 0
+        unknown = seen = False
+        for item in items:
+            progress = item.get("progress")
+            if item.get("status") != "running" or not isinstance(progress, Mapping):
+                continue
+            got, total = progress.get("receivedBytes"), progress.get("totalBytes")
+            if not isinstance(got, int):
+                continue
+            seen = True
+            received += got
+            if isinstance(total, int):
+                known += max(total, got)
+            else:
+                known += got
+                unknown = True
+        return cls(received, known, unknown) if seen else None
+
+    def text(self) -> str:
+        size = format_bytes(self.known) + ("+" if self.unknown else "")
+        return f"{format_bytes(self.received)} of {size}"
+
+
+def progress_line(
+    counts: Counts, rate: float | None, eta: float | None, transfer: Transfer | None = None
+) -> str:
     parts = [
         render_bar(counts.done, counts.total),
         f"{counts.done}/{counts.total}",
         f"succeeded {counts.succeeded}",
         f"failed {counts.failed}",
-        f"running {counts.running}",
+        f"running {counts.running}" + (f" ({transfer.text()})" if transfer else ""),
         f"queued {counts.queued}",
     ]
     if counts.canceled:

@@ -40,6 +40,14 @@ class StoredObject:
 
 
 @dataclass(frozen=True)
+class Progress:
+    """The bytes an attempt has received, of the total its origin announced (None: chunked)."""
+
+    received_bytes: int
+    total_bytes: int | None
+
+
+@dataclass(frozen=True)
 class Result:
     id: int
     job_id: str
@@ -55,6 +63,7 @@ class Result:
     ended_at: datetime | None
     canceled_at: datetime | None
     url_expires_at: datetime | None = None
+    progress: Progress | None = None
 
     @property
     def duration_ms(self) -> int | None:
@@ -96,6 +105,12 @@ class Result:
             ended_at=row["ended_at"],
             canceled_at=row["canceled_at"],
             url_expires_at=row["url_expires_at"],
+            # queries that answer only new, queued rows (enqueue) do not select it
+            progress=(
+                Progress(row["progress_received_bytes"], row["progress_total_bytes"])
+                if row.get("progress_received_bytes") is not None
+                else None
+            ),
         )
 
 
@@ -145,6 +160,14 @@ def render_result(result: Result) -> dict[str, Any]:
         "canceledAt": format_timestamp(result.canceled_at),
         "durationMs": result.duration_ms,
         "urlExpiresAt": format_timestamp(result.url_expires_at),
+        "progress": (
+            {
+                "receivedBytes": result.progress.received_bytes,
+                "totalBytes": result.progress.total_bytes,
+            }
+            if result.progress
+            else None
+        ),
     }
 
 

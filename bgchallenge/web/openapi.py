@@ -166,6 +166,11 @@ def _schemas() -> dict[str, Schema]:
                         "(AWS SigV4/SigV2, CloudFront, Google, Azure SAS); null when it names none"
                     )
                 ),
+                "progress": {
+                    "oneOf": [_ref("Progress"), {"type": "null"}],
+                    "description": "the download of the current (or last) attempt; null before "
+                    "its first byte arrives",
+                },
             },
             "required": [
                 "id",
@@ -183,7 +188,24 @@ def _schemas() -> dict[str, Schema]:
                 "canceledAt",
                 "durationMs",
                 "urlExpiresAt",
+                "progress",
             ],
+            "additionalProperties": False,
+        },
+        "Progress": {
+            "type": "object",
+            "description": "Written at most once per BGC_PROGRESS_SECONDS (default 1) per "
+            "download, and at the end.",
+            "properties": {
+                "receivedBytes": {"type": "integer", "minimum": 0},
+                "totalBytes": {
+                    "type": ["integer", "null"],
+                    "minimum": 0,
+                    "description": "the origin's Content-Length; null when it sent none "
+                    "(a chunked body)",
+                },
+            },
+            "required": ["receivedBytes", "totalBytes"],
             "additionalProperties": False,
         },
         "ResultPage": {

@@ -34,6 +34,7 @@ from bgchallenge.domain.failures import (
 )
 from bgchallenge.domain.network import AddressGuard
 from bgchallenge.domain.rate import RateFloor
+from bgchallenge.domain.transfer import content_length
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ def guarded_transport(guard: AddressGuard) -> httpx.AsyncHTTPTransport:
 class Download:
     content_type: str
     chunks: AsyncIterator[bytes]
+    length: int | None = None  # the GET's Content-Length; None for a chunked body
 
 
 class Fetcher:
@@ -160,7 +162,9 @@ class Fetcher:
                 self._check(response, "GET", expires_at)
                 async with aclosing(self._limited(response)) as chunks:
                     yield Download(
-                        content_type=response.headers["Content-Type"].strip(), chunks=chunks
+                        content_type=response.headers["Content-Type"].strip(),
+                        chunks=chunks,
+                        length=content_length(response.headers.get("Content-Length")),
                     )
 
     def _check(

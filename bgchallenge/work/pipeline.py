@@ -24,6 +24,7 @@ async def copy_to_bucket(
     part_size: int,
     attempt_seconds: float = math.inf,
     observe_download: Callable[[float], None] = lambda seconds: None,
+    on_received: Callable[[int, int | None], None] = lambda size, total: None,
 ) -> StoredObject:
     """Copy the claimed URL into the bucket within ``attempt_seconds``; raise `Failure` saying
     what went wrong (``origin_unavailable``, transient, when the time runs out).
@@ -34,7 +35,12 @@ async def copy_to_bucket(
     with trio.move_on_after(attempt_seconds):
         # the deadline cancels like any cancellation: the upload is aborted on the way out
         return await _copy(
-            claim, fetcher, storage, part_size=part_size, observe_download=observe_download
+            claim,
+            fetcher,
+            storage,
+            part_size=part_size,
+            observe_download=observe_download,
+            on_received=on_received,
         )
     raise Failure(
         "origin_unavailable", f"too slow: the attempt took longer than {attempt_seconds:g} s"
@@ -48,12 +54,14 @@ async def _copy(
     *,
     part_size: int,
     observe_download: Callable[[float], None],
+    on_received: Callable[[int, int | None], None],
 ) -> StoredObject:
     key = object_key(claim.id, claim.object_path)
     started = trio.current_time()
 
-    async def timed(chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
+    async def timed(chunks: AsyncIterator[bytes], total: int | None) -> AsyncGenerator[bytes, None]:
         async for chunk in chunks:
+            on_received(len(chunk), total)
             yield chunk
         observe_download(trio.current_time() - started)
 
@@ -66,7 +74,7 @@ async def _copy(
         raise Failure("storage_unavailable", str(exc)) from exc
     async with fetcher.open(claim.source_url, claim.url_expires_at) as download:
         try:
-            async with aclosing(timed(download.chunks)) as chunks:
+            async with aclosing(timed(download.chunks, download.length)) as chunks:
                 return await upload_stream(
                     storage,
                     key,

@@ -30,6 +30,7 @@ from bgchallenge.domain.failures import Failure
 from bgchallenge.domain.keys import object_key
 from bgchallenge.domain.results import Claim, Status, StoredObject
 from bgchallenge.domain.retry import GiveUp, RetryLater, decide, max_attempts
+from bgchallenge.domain.transfer import ProgressMeter, WriteSchedule
 from bgchallenge.metrics import Metrics
 from bgchallenge.settings import Settings
 from bgchallenge.storage.s3 import Storage, StorageRejected, StorageUnavailable
@@ -59,6 +60,7 @@ class ActiveAttempt:
     claim: Claim
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     reason: str | None = None  # why it was cancelled from inside: "lease_lost", "canceled"
+    progress: ProgressMeter = field(default_factory=ProgressMeter)
 
     def cancel(self, reason: str) -> None:
         if self.reason is None:
@@ -142,13 +144,21 @@ async def _clean_storage(
 
 
 async def _keep_lease(ctx: WorkContext, attempt: ActiveAttempt) -> None:
-    interval = ctx.settings.lease_seconds / 3
+    """Extend the lease, storing the download's progress in the same write (see WriteSchedule)."""
+    schedule = WriteSchedule(
+        ctx.settings.lease_seconds / 3, ctx.settings.progress_seconds, trio.current_time()
+    )
     while True:
-        await trio.sleep(interval)
+        await trio.sleep(schedule.tick)
+        now = trio.current_time()
+        write = schedule.due(attempt.progress.current, now)
+        if write is None:
+            continue
         try:
-            cancel_requested = await ctx.attempts.extend_lease(attempt.claim)
+            cancel_requested = await ctx.attempts.extend_lease(attempt.claim, write.progress)
         except DatabaseUnavailable:
             continue
+        schedule.wrote(write, now)
         if cancel_requested is None:
             attempt.cancel("lease_lost")
         elif cancel_requested:
@@ -183,6 +193,7 @@ async def run_attempt(ctx: WorkContext, claim: Claim) -> None:
                         part_size=ctx.settings.part_size,
                         attempt_seconds=ctx.settings.attempt_seconds,
                         observe_download=ctx.metrics.download_seconds.observe,
+                        on_received=attempt.progress.receive,
                     )
                 except Failure as failure:
                     outcome = failure
@@ -233,16 +244,17 @@ async def _record(
     """
     claim = attempt.claim
     lease = ctx.settings.lease_seconds
+    progress = attempt.progress.current  # stored with the outcome: the final value
     if outcome is None and attempt.reason != "canceled":
         log.info("attempt stopped", extra={**fields, "reason": attempt.reason})
         return False
     write: Callable[[], Awaitable[Status | None]]
     if outcome is None:
         intended = Status.CANCELED
-        write = lambda: ctx.attempts.record_canceled(claim)  # noqa: E731
+        write = lambda: ctx.attempts.record_canceled(claim, progress)  # noqa: E731
     elif isinstance(outcome, StoredObject):
         intended = Status.SUCCEEDED
-        write = lambda: ctx.attempts.record_success(claim, outcome)  # noqa: E731
+        write = lambda: ctx.attempts.record_success(claim, outcome, progress)  # noqa: E731
     else:
         decision = decide(
             outcome,
@@ -256,14 +268,14 @@ async def _record(
             intended = Status.QUEUED
             delay = decision.delay_seconds
             write = lambda: ctx.attempts.schedule_retry(  # noqa: E731
-                claim, failure.code, failure.message, delay
+                claim, failure.code, failure.message, delay, progress
             )
         else:
             assert isinstance(decision, GiveUp)
             intended = Status.FAILED
             give_up = decision
             write = lambda: ctx.attempts.record_failure(  # noqa: E731
-                claim, give_up.code, give_up.message
+                claim, give_up.code, give_up.message, progress
             )
     status = await _write_outcome(write, lease, fields)
     if not isinstance(status, Status):

@@ -240,3 +240,17 @@ async def test_the_list_walks_every_page_and_a_304_means_unchanged(
     assert [item["url"] for item in first.items] == [origin.url(f"p{n}.png") for n in range(5)]
     assert unchanged is None
     assert changed is not None and len(changed.items) == 6 and changed.etag != first.etag
+
+
+async def test_wait_shows_the_running_downloads_bytes(
+    nursery: trio.Nursery, settings: Settings, origin: Origin, tmp_path: Path
+) -> None:
+    # 8 chunks of 64 KiB, one every 0.5 s; lines are printed every 2 s when not on a terminal
+    service = await start_service(nursery, dataclasses.replace(settings, progress_seconds=0.2))
+    urls = url_file(tmp_path, origin.url("slow.png", size=8 * 64 * 1024, slow=0.5))
+    with trio.fail_after(IO_GUARD_SECONDS):
+        done = await submit("--job-id", "slow", "--wait", urls, BGC_SERVER=service.base_url)
+    service.shutdown.set()
+    assert done.returncode == 0, done
+    moving = [line for line in progress_lines(done) if "of 512.0 KiB)" in line]
+    assert moving and "running 1 (" in moving[0], done.stderr

@@ -13,12 +13,14 @@ from bgchallenge.domain.progress import (
     ProgressPrinter,
     RateMeter,
     Tally,
+    Transfer,
     UrlLine,
     enqueue_summary,
     eta_seconds,
     failure_table,
     field_problems,
     final_report,
+    format_bytes,
     format_duration,
     parse_url_lines,
     progress_line,
@@ -160,6 +162,44 @@ def test_progress_line_shows_counts_rate_and_eta() -> None:
     assert "canceled" not in line
     done = progress_line(Counts(succeeded=5, canceled=1), None, 0.0)
     assert "100%" in done and "canceled 1" in done and "--/s" in done and "ETA 0s" in done
+
+
+@pytest.mark.parametrize(
+    ("size", "text"),
+    [
+        (0, "0 B"),
+        (1023, "1023 B"),
+        (1536, "1.5 KiB"),
+        (12_897_485, "12.3 MiB"),
+        (3 << 30, "3.0 GiB"),
+    ],
+)
+def test_format_bytes(size: int, text: str) -> None:
+    assert format_bytes(size) == text
+
+
+def test_transfer_sums_the_running_results_bytes_of_the_known_sizes() -> None:
+    mib = 1024 * 1024
+    items: list[dict[str, object]] = [
+        {"status": "running", "progress": {"receivedBytes": 2 * mib, "totalBytes": 10 * mib}},
+        {"status": "running", "progress": {"receivedBytes": 3 * mib, "totalBytes": 10 * mib}},
+        {"status": "running", "progress": None},  # no byte yet
+        {"status": "succeeded", "progress": {"receivedBytes": mib, "totalBytes": mib}},
+        {"status": "queued", "progress": {"receivedBytes": 5, "totalBytes": 9}},  # a past attempt
+    ]
+    transfer = Transfer.of(items)
+    assert transfer == Transfer(5 * mib, 20 * mib, False)
+    assert transfer is not None and transfer.text() == "5.0 MiB of 20.0 MiB"
+    line = progress_line(Counts(succeeded=1, running=3, queued=1), None, None, transfer)
+    assert "running 3 (5.0 MiB of 20.0 MiB)  queued 1" in line
+    # a chunked body: what arrived counts, and the size shown is a lower bound
+    chunked: list[dict[str, object]] = [
+        {"status": "running", "progress": {"receivedBytes": 1536, "totalBytes": None}}
+    ]
+    assert Transfer.of(items + chunked) == Transfer(5 * mib + 1536, 20 * mib + 1536, True)
+    only_chunked = Transfer.of(chunked)
+    assert only_chunked is not None and only_chunked.text() == "1.5 KiB of 1.5 KiB+"
+    assert Transfer.of(items[2:]) is None
 
 
 def test_printer_redraws_one_line_on_a_terminal_and_ends_it() -> None:

@@ -16,6 +16,7 @@ from bgchallenge.domain.failures import EXHAUSTED, PERMANENT_CODES, TRANSIENT_CO
 from bgchallenge.domain.listing import DEFAULT_LIMIT, MAX_LIMIT
 from bgchallenge.domain.paths import MAX_URL_LENGTH
 from bgchallenge.domain.results import (
+    Progress,
     Result,
     ResultError,
     Status,
@@ -141,8 +142,20 @@ def sample_result(**changes: Any) -> Result:
             ended_at=datetime(2026, 11, 28, 21, 49, 9, tzinfo=UTC),
             canceled_at=datetime(2026, 11, 28, 21, 49, 9, tzinfo=UTC),
         ),
+        sample_result(
+            status=Status.RUNNING,
+            attempts=1,
+            started_at=datetime(2026, 11, 28, 21, 49, 8, tzinfo=UTC),
+            progress=Progress(4096, 20000),
+        ),
+        sample_result(
+            status=Status.RUNNING,
+            attempts=2,
+            started_at=datetime(2026, 11, 28, 21, 49, 8, tzinfo=UTC),
+            progress=Progress(4096, None),
+        ),
     ],
-    ids=["queued", "succeeded", "failed", "canceled"],
+    ids=["queued", "succeeded", "failed", "canceled", "running", "running-chunked"],
 )
 def test_rendered_results_match_the_result_schema(result: Result) -> None:
     validator = schema_validator(openapi_document(), "Result")

@@ -1,6 +1,13 @@
+import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
 
-from bgchallenge.domain.results import Result, Status, format_timestamp, render_result
+from bgchallenge.domain.results import (
+    Progress,
+    Result,
+    Status,
+    format_timestamp,
+    render_result,
+)
 
 
 def test_timestamps_are_utc_with_milliseconds() -> None:
@@ -47,8 +54,10 @@ def test_renders_camel_case_and_duration_from_rendered_instants() -> None:
         "canceledAt",
         "durationMs",
         "urlExpiresAt",
+        "progress",
     }
     assert rendered["urlExpiresAt"] is None
+    assert rendered["progress"] is None
 
 
 def test_renders_the_url_expiry_in_utc_with_milliseconds() -> None:
@@ -72,6 +81,37 @@ def test_renders_the_url_expiry_in_utc_with_milliseconds() -> None:
         ),
     )
     assert render_result(result)["urlExpiresAt"] == "2026-12-01T10:00:00.250Z"
+
+
+def test_progress_renders_and_reads_from_its_columns() -> None:
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    row = {
+        "id": 1,
+        "job_id": "j",
+        "url": "https://e.com/a",
+        "object_path": "/a",
+        "status": "running",
+        "attempts": 1,
+        "error_code": None,
+        "error_message": None,
+        "storage_key": None,
+        "created_at": moment,
+        "updated_at": moment,
+        "started_at": moment,
+        "ended_at": None,
+        "canceled_at": None,
+        "progress_received_bytes": 10,
+        "progress_total_bytes": None,
+    }
+    result = Result.from_row(row)
+    assert result.progress == Progress(10, None)
+    assert render_result(result)["progress"] == {"receivedBytes": 10, "totalBytes": None}
+    with_total = dataclasses.replace(result, progress=Progress(10, 20))
+    assert render_result(with_total)["progress"] == {"receivedBytes": 10, "totalBytes": 20}
+    # no progress columns (an enqueue answers only new rows) or no byte yet: null
+    assert Result.from_row({**row, "progress_received_bytes": None}).progress is None
+    del row["progress_received_bytes"], row["progress_total_bytes"]
+    assert Result.from_row(row).progress is None
 
 
 def test_terminal_states() -> None:

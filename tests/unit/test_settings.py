@@ -73,3 +73,14 @@ def test_attempt_bounds() -> None:
         "BGC_ATTEMPT_SECONDS: not a number of seconds: 'soon'",
         "BGC_MIN_RATE: must be between 0 and 1073741824, not -1",
     ]
+
+
+def test_progress_seconds() -> None:
+    assert Settings.from_env({}).progress_seconds == 1.0
+    assert Settings.from_env({"BGC_PROGRESS_SECONDS": "2.5"}).progress_seconds == 2.5
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"BGC_PROGRESS_SECONDS": "0"})
+    assert caught.value.problems == ["BGC_PROGRESS_SECONDS: must be at least 0.1 seconds, not 0"]
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"BGC_PROGRESS_SECONDS": "often"})
+    assert caught.value.problems == ["BGC_PROGRESS_SECONDS: not a number of seconds: 'often'"]
