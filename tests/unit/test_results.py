@@ -100,6 +100,7 @@ def test_progress_renders_and_reads_from_its_columns() -> None:
         "started_at": moment,
         "ended_at": None,
         "canceled_at": None,
+        "url_expires_at": None,
         "progress_received_bytes": 10,
         "progress_total_bytes": None,
     }
