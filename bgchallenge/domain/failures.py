@@ -101,8 +101,8 @@ def too_large(received: int, max_bytes: int) -> Failure:
 
 def not_an_image(prefix: bytes, declared: str) -> Failure:
     """The first bytes show no accepted image type, whatever the origin declared."""
-    shown = prefix[:16].hex(" ") or "an empty body"
+    shown = f"starts {prefix[:16].hex(' ')}" if prefix else "is empty"
     return Failure(
         "not_an_image",
-        f"the bytes are not an image the service accepts (declared {declared}; starts {shown})",
+        f"the bytes are not an image the service accepts (declared {declared}; the body {shown})",
     )

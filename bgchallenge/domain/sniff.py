@@ -6,7 +6,7 @@ Written here rather than taken from PyPI (bench/README.md, "Content check", has 
 ``filetype`` (last release 2022) knows no SVG, nor the ``avis``/``heix`` brands or a bare
 ``mif1``/``msf1``, and takes two or three bytes as proof (``BM``, ``GIF``); ``puremagic`` finds
 an SVG only when it starts with ``<svg`` or one exact XML declaration, or from the file's *end*
-(which a prefix does not have), misses ``mif1``/``msf1``, and costs about 0.9 ms a call. The
+(which a prefix does not have), misses ``mif1``/``msf1``, and costs 0.2 to 0.5 ms a call against a few µs here. The
 raster signatures are a few fixed bytes each; SVG needs a small scan of the XML prolog that
 neither does.
 
@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import re
 
-# Enough for the longest prolog an SVG is allowed before its root element (an XML declaration,
-# a comment or two, a doctype); the raster signatures need at most 22 bytes.
+# Room for what an SVG usually has before its root element (an XML declaration, a comment or
+# two, a doctype); one whose root starts later is refused, as the bound must hold in memory.
+# The raster signatures need at most 18 bytes, ISO-BMFF's brands fit in the first hundred.
 SNIFF_BYTES = 4096
 
 PNG = b"\x89PNG\r\n\x1a\n"
