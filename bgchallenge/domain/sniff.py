@@ -6,9 +6,9 @@ Written here rather than taken from PyPI (bench/README.md, "Content check", has 
 ``filetype`` (last release 2022) knows no SVG, nor the ``avis``/``heix`` brands or a bare
 ``mif1``/``msf1``, and takes two or three bytes as proof (``BM``, ``GIF``); ``puremagic`` finds
 an SVG only when it starts with ``<svg`` or one exact XML declaration, or from the file's *end*
-(which a prefix does not have), misses ``mif1``/``msf1``, and costs 0.2 to 0.5 ms a call against a few µs here. The
-raster signatures are a few fixed bytes each; SVG needs a small scan of the XML prolog that
-neither does.
+(which a prefix does not have), misses ``mif1``/``msf1``, and costs 0.2 to 0.5 ms a call
+against a few µs here. The raster signatures are a few fixed bytes each; SVG needs a small scan
+of the XML prolog that neither does.
 
 ICO is stored as ``image/vnd.microsoft.icon`` (the type IANA registered); a generic HEIF file
 (brand ``mif1`` or ``msf1`` without an AVIF or HEIC brand) as ``image/heif`` or
