@@ -8,6 +8,7 @@ SELECT 1 AS ok;
 -- The web side lists the columns a client sees: never source_url (a presigned credential).
 SELECT id, job_id, url, object_path, status, attempts, error_code, error_message,
        storage_bucket, storage_key, storage_size, storage_content_type, storage_sha256,
+       storage_declared_content_type,
        created_at, updated_at, started_at, ended_at, canceled_at, url_expires_at,
        progress_received_bytes, progress_total_bytes
   FROM results WHERE id = %(id)s;
@@ -80,6 +81,8 @@ UPDATE results
        storage_size = CASE WHEN NOT cancel_requested THEN %(size)s::bigint END,
        storage_content_type = CASE WHEN NOT cancel_requested THEN %(content_type)s::text END,
        storage_sha256 = CASE WHEN NOT cancel_requested THEN %(sha256)s::text END,
+       storage_declared_content_type =
+           CASE WHEN NOT cancel_requested THEN %(declared_content_type)s::text END,
        error_code = CASE WHEN cancel_requested THEN error_code END,
        error_message = CASE WHEN cancel_requested THEN error_message END,
        canceled_at = CASE WHEN cancel_requested THEN clock_timestamp() END,
@@ -178,6 +181,7 @@ SELECT version.snapshot, page.*
   LEFT JOIN LATERAL (
         SELECT id, job_id, url, object_path, status, attempts, error_code, error_message,
                storage_bucket, storage_key, storage_size, storage_content_type, storage_sha256,
+               storage_declared_content_type,
                created_at, updated_at, started_at, ended_at, canceled_at, url_expires_at,
                progress_received_bytes, progress_total_bytes
           FROM results
@@ -202,6 +206,7 @@ UPDATE results
  WHERE id = %(id)s AND status = 'queued'
 RETURNING id, job_id, url, object_path, status, attempts, error_code, error_message,
           storage_bucket, storage_key, storage_size, storage_content_type, storage_sha256,
+          storage_declared_content_type,
           created_at, updated_at, started_at, ended_at, canceled_at, url_expires_at,
           progress_received_bytes, progress_total_bytes;
 
@@ -213,6 +218,7 @@ UPDATE results SET cancel_requested = true
  WHERE id = %(id)s AND status = 'running'
 RETURNING id, job_id, url, object_path, status, attempts, error_code, error_message,
           storage_bucket, storage_key, storage_size, storage_content_type, storage_sha256,
+          storage_declared_content_type,
           created_at, updated_at, started_at, ended_at, canceled_at, url_expires_at,
           progress_received_bytes, progress_total_bytes;
 
@@ -286,13 +292,15 @@ WITH input AS (
     ON CONFLICT ON CONSTRAINT results_identity DO NOTHING
     RETURNING id, job_id, host, url, object_path, status, attempts, error_code, error_message,
               storage_bucket, storage_key, storage_size, storage_content_type, storage_sha256,
+              storage_declared_content_type,
               created_at, updated_at, started_at, ended_at, canceled_at, url_expires_at
 )
 SELECT true AS inserted, * FROM inserted
 UNION ALL
 SELECT false AS inserted, r.id, r.job_id, r.host, r.url, r.object_path, r.status, r.attempts,
        r.error_code, r.error_message, r.storage_bucket, r.storage_key, r.storage_size,
-       r.storage_content_type, r.storage_sha256, r.created_at, r.updated_at, r.started_at,
+       r.storage_content_type, r.storage_sha256, r.storage_declared_content_type,
+       r.created_at, r.updated_at, r.started_at,
        r.ended_at, r.canceled_at, r.url_expires_at
   FROM results AS r
   JOIN (SELECT DISTINCT job_id, host, object_path FROM input) AS i

@@ -220,6 +220,7 @@ class Attempts:
             "size": stored.size,
             "content_type": stored.content_type,
             "sha256": stored.sha256,
+            "declared_content_type": stored.declared_content_type,
         }
         return await self._outcome("record_success", params)
 

@@ -111,3 +111,12 @@ def too_slow(min_bytes: int, window: float) -> Failure:
 
 def too_large(received: int, max_bytes: int) -> Failure:
     return Failure("too_large", f"more than {max_bytes} bytes received ({received} so far)")
+
+
+def not_an_image(prefix: bytes, declared: str) -> Failure:
+    """The first bytes show no accepted image type, whatever the origin declared."""
+    shown = f"starts {prefix[:16].hex(' ')}" if prefix else "is empty"
+    return Failure(
+        "not_an_image",
+        f"the bytes are not an image the service accepts (declared {declared}; the body {shown})",
+    )

@@ -35,8 +35,9 @@ class StoredObject:
     bucket: str
     key: str
     size: int
-    content_type: str
+    content_type: str  # what the bytes show (domain/sniff.py)
     sha256: str
+    declared_content_type: str | None = None  # what the origin said; null before migration 0005
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class Result:
                 size=row["storage_size"],
                 content_type=row["storage_content_type"],
                 sha256=row["storage_sha256"],
+                declared_content_type=row["storage_declared_content_type"],
             )
             if row["storage_key"]
             else None
@@ -148,6 +150,7 @@ def render_result(result: Result) -> dict[str, Any]:
                 "key": result.storage.key,
                 "size": result.storage.size,
                 "contentType": result.storage.content_type,
+                "declaredContentType": result.storage.declared_content_type,
                 "sha256": result.storage.sha256,
             }
             if result.storage

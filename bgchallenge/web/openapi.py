@@ -98,14 +98,32 @@ def _schemas() -> dict[str, Schema]:
                 "bucket": {"type": "string"},
                 "key": {"type": "string", "description": "results/<id>/<file name>"},
                 "size": {"type": "integer", "minimum": 0, "description": "bytes"},
-                "contentType": {"type": "string"},
+                "contentType": {
+                    "type": "string",
+                    "description": "the type the bytes themselves show, which the object is "
+                    "stored with: image/png, image/jpeg, image/gif, image/webp, image/bmp, "
+                    "image/tiff, image/vnd.microsoft.icon, image/avif, image/heic, image/heif, "
+                    "image/heif-sequence or image/svg+xml",
+                },
+                "declaredContentType": {
+                    "type": ["string", "null"],
+                    "description": "what the origin's Content-Type said; null for a result "
+                    "stored before the service recorded it",
+                },
                 "sha256": {
                     "type": "string",
                     "pattern": "^[0-9a-f]{64}$",
                     "description": "hex SHA-256 of the stored bytes",
                 },
             },
-            "required": ["bucket", "key", "size", "contentType", "sha256"],
+            "required": [
+                "bucket",
+                "key",
+                "size",
+                "contentType",
+                "declaredContentType",
+                "sha256",
+            ],
             "additionalProperties": False,
         },
         "Result": {

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 
 import trio
 
-from bgchallenge.domain.failures import Failure
+from bgchallenge.domain.failures import Failure, not_an_image
 from bgchallenge.domain.keys import object_key
 from bgchallenge.domain.results import Claim, StoredObject
+from bgchallenge.domain.sniff import SNIFF_BYTES, sniff_image_type
 from bgchallenge.storage.s3 import Storage, StorageRejected, StorageUnavailable
 from bgchallenge.storage.upload import upload_stream
 from bgchallenge.work.fetch import Fetcher
@@ -72,16 +74,44 @@ async def _copy(
             await storage.abort_uploads_of(key)
     except (StorageUnavailable, StorageRejected) as exc:
         raise Failure("storage_unavailable", str(exc)) from exc
-    async with fetcher.open(claim.source_url, claim.url_expires_at) as download:
+    async with (
+        fetcher.open(claim.source_url, claim.url_expires_at) as download,
+        aclosing(timed(download.chunks, download.length)) as chunks,
+    ):
+        # Before the upload starts: a body that is not an image leaves nothing in the bucket.
+        prefix = await read_prefix(chunks, SNIFF_BYTES)
+        detected = sniff_image_type(prefix[:SNIFF_BYTES])
+        if detected is None:
+            raise not_an_image(prefix, download.content_type)
         try:
-            async with aclosing(timed(download.chunks, download.length)) as chunks:
-                return await upload_stream(
+            async with aclosing(_prepended(prefix, chunks)) as body:
+                stored = await upload_stream(
                     storage,
                     key,
-                    download.content_type,
-                    chunks,
+                    detected,
+                    body,
                     part_size=part_size,
                     about={"id": claim.id, "jobId": claim.job_id},
                 )
         except (StorageUnavailable, StorageRejected) as exc:
             raise Failure("storage_unavailable", str(exc)) from exc
+    return dataclasses.replace(stored, declared_content_type=download.content_type)
+
+
+async def read_prefix(chunks: AsyncIterator[bytes], size: int) -> bytes:
+    """The body's first ``size`` bytes or, when it is shorter, the whole body: the chunk that
+    crosses the bound is kept whole (it is no larger than the fetcher's chunks)."""
+    prefix = bytearray()
+    while len(prefix) < size:
+        chunk = await anext(chunks, None)
+        if chunk is None:
+            break
+        prefix += chunk
+    return bytes(prefix)
+
+
+async def _prepended(prefix: bytes, chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
+    if prefix:
+        yield prefix
+    async for chunk in chunks:
+        yield chunk

@@ -1,6 +1,8 @@
 """A real origin HTTP server on loopback, with knobs in the query string of /files/<name>.
 
-    size=N            body length (default 1000); the body is a fixed byte pattern
+    size=N            body length (default 1000); the body is a fixed byte pattern that starts
+                      with PNG's signature (the workers check the first bytes); a name given
+                      bytes with `put` serves those instead, whatever the size
     type=T            Content-Type of GET and HEAD (default image/png)
     status=S          GET status (default 200)
     head=S            HEAD status (default: the GET status); 405 or 403 refuse HEAD
@@ -34,7 +36,8 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 
 CHUNK = 64 * 1024
-_PATTERN = bytes(i % 251 for i in range(CHUNK))
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PATTERN = PNG_SIGNATURE + bytes(i % 251 for i in range(len(PNG_SIGNATURE), CHUNK))
 
 Scope = dict[str, Any]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -67,6 +70,11 @@ class Origin:
         self.base_url = ""
         self.overrides: dict[str, dict[str, str]] = {}
         self.released: dict[str, trio.Event] = {}
+        self.files: dict[str, bytes] = {}
+
+    def put(self, name: str, body: bytes) -> None:
+        """Serve ``body`` as ``name`` (the other knobs still apply)."""
+        self.files[name] = body
 
     def override(self, name: str, **knobs: object) -> None:
         """From now on, answer ``name`` as if the URL carried these knobs too."""
@@ -97,7 +105,8 @@ class Origin:
         self.requests[(method, name)] += 1
         knobs = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
         knobs.update(self.overrides.get(name, {}))
-        size = int(knobs.get("size", 1000))
+        given = self.files.get(name)
+        size = len(given) if given is not None else int(knobs.get("size", 1000))
         content_type = knobs.get("type", "image/png").encode()
         status = int(knobs.get("status", 200))
         if "redirect" in knobs:
@@ -132,7 +141,10 @@ class Origin:
             bomb = gzip_bomb(int(knobs.get("size", 1000)))
             await send({"type": "http.response.body", "body": bomb, "more_body": True})
         elif status == 200 and "trickle" in knobs:
-            await self._trickle(send, size, float(knobs["trickle"]))
+            pieces = body_chunks(size) if given is None else iter([given])
+            await self._trickle(send, pieces, float(knobs["trickle"]))
+        elif status == 200 and given is not None:
+            await send({"type": "http.response.body", "body": given, "more_body": True})
         elif status == 200:
             slow = float(knobs.get("slow", 0))
             for piece in body_chunks(size):
@@ -142,8 +154,8 @@ class Origin:
         await send({"type": "http.response.body", "body": b""})
 
     @staticmethod
-    async def _trickle(send: Send, size: int, pause: float) -> None:
-        for piece in body_chunks(size):
+    async def _trickle(send: Send, pieces: Iterator[bytes], pause: float) -> None:
+        for piece in pieces:
             for index in range(len(piece)):
                 await trio.sleep(pause)
                 byte = piece[index : index + 1]
