@@ -1,4 +1,4 @@
--- The content check (issue 12): `storage_content_type` is now the type the bytes themselves show;
+-- The content check: `storage_content_type` is now the type the bytes themselves show;
 -- what the origin's Content-Type header said is kept beside it. Null for results stored before.
 --
 -- No change to the results_visible_change trigger (0003): like every storage_* column, this one
