@@ -7,6 +7,7 @@ are imported only here, and only when asked for.
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 import subprocess
@@ -76,10 +77,14 @@ def running_s3_server(port: int | None = None) -> Iterator[str]:
     process = subprocess.Popen(
         command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
+    # Also at exit: a second signal ends the process without unwinding this block (it runs the
+    # exit functions, as pgserver's stop of the embedded PostgreSQL is one too).
+    atexit.register(process.kill)
     try:
         _wait_for_port(process, port, time.monotonic() + MOTO_START_SECONDS)
         yield f"http://127.0.0.1:{port}"
     finally:
+        atexit.unregister(process.kill)
         process.terminate()
         try:
             process.wait(5)

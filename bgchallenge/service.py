@@ -11,6 +11,7 @@ run_until_signalled
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import signal
@@ -196,5 +197,8 @@ async def _watch_signals(signals: AsyncIterator[int], shutdown: trio.Event) -> N
         # The operator will not wait for the grace period: leases expire as after a SIGKILL.
         status = 128 + signum
         log.warning("second signal: exiting at once", extra={"signal": name, "status": status})
-        logging.shutdown()
+        # No unwinding, but the exit functions run: they write the queued log lines and stop
+        # what `dev` embeds (pgserver registers its PostgreSQL's stop as one), which an exit
+        # this abrupt would otherwise leave running, and pgserver's bookkeeping stale.
+        atexit._run_exitfuncs()
         os._exit(status)

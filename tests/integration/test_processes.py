@@ -269,6 +269,47 @@ async def test_a_second_sigterm_during_a_graceful_stop_exits_at_once(
     assert "second signal: exiting at once" in service.logs()
 
 
+async def test_a_second_signal_under_dev_still_stops_the_embedded_servers(
+    settings: Settings, origin: Origin
+) -> None:
+    """Exiting at once skips unwinding, not the exit functions: the embedded PostgreSQL and S3
+    server of `bgchallenge dev` stop too (else they run on, and pgserver's record of who uses
+    its server goes stale, so later runs never stop it either)."""
+    # as conftest does: pytest's tmp_path is not open to the user pgserver runs PostgreSQL as
+    data_dir = Path(tempfile.mkdtemp(prefix="bgc-dev-"))
+    service = ServiceProcess(
+        settings,
+        command=("dev", "--data-dir", str(data_dir)),
+        DATABASE_URL="",
+        S3_ENDPOINT_URL="",
+        BGC_ALLOW_NETWORKS="",
+        BGC_GRACE_SECONDS="120",
+    )
+    try:
+        with trio.fail_after(IO_GUARD_SECONDS * 2):
+            base_url = (await service.wait_ready(within=IO_GUARD_SECONDS * 2))["addresses"][0]
+            (s3_line,) = [
+                e["line"] for e in service.events() if e.get("line", "").startswith("S3:")
+            ]
+            s3_port = int(s3_line.split()[1].rsplit(":", 1)[1])
+            async with httpx.AsyncClient(base_url=base_url) as client:
+                url = origin.url("slow.png", size=8 * MIB, slow=0.2)
+                response = await client.post("/results/enqueue", json={"jobId": "j", "url": url})
+                assert response.status_code == 202, response.text
+            await eventually(lambda: origin.gets("slow.png") == 1)
+            service.send(signal.SIGTERM)
+            await service.wait_event("workers stopping")
+        service.send(signal.SIGTERM)
+        assert await service.wait_exit(within=PROMPTLY) == 128 + signal.SIGTERM
+        assert not (data_dir / "pgdata" / "postmaster.pid").exists(), "PostgreSQL still runs"
+        with pytest.raises(OSError):
+            with trio.fail_after(IO_GUARD_SECONDS):
+                await trio.open_tcp_stream("127.0.0.1", s3_port)
+    finally:
+        service.close()
+        print(f"--- log of dev process {service.pid}:\n{service.logs()[-4000:]}")
+
+
 async def test_a_graceful_stop_ends_in_bounded_time_when_postgresql_stops_answering(
     spawn: Spawn, settings: Settings, origin: Origin, database_url: str, nursery: trio.Nursery
 ) -> None:

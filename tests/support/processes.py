@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +35,19 @@ def service_environment(settings: Settings, **overrides: str) -> dict[str, str]:
 class ServiceProcess:
     """``bgchallenge serve`` in a child process; its JSON log lines go to a file."""
 
-    def __init__(self, settings: Settings, role: str = "worker", **env: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        role: str = "worker",
+        *,
+        command: Sequence[str] = ("serve",),
+        **env: str,
+    ) -> None:
         self.log_path = Path(tempfile.mkstemp(prefix="bgc-service-", suffix=".log")[1])
         self._log = self.log_path.open("w")
+        role_args = ["--role", role] if command[0] == "serve" else []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bgchallenge", "serve", "--role", role],
+            [sys.executable, "-m", "bgchallenge", *command, *role_args],
             env=service_environment(settings, **env),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
