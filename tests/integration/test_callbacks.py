@@ -126,7 +126,7 @@ async def test_delivered_after_a_killed_worker_restarts(
     nursery: trio.Nursery, settings: Settings, origin: Origin
 ) -> None:
     """The receiver is down while the worker process that ran the result is SIGKILLed after
-    its terminal state: the next worker process delivers."""
+    its terminal state: the worker process started next delivers."""
     settings = with_callbacks(settings, delays=(1.0, 1.0, 1.0))
     env = {
         "BGC_WEBHOOK_SECRET": SECRET,
@@ -141,7 +141,9 @@ async def test_delivered_after_a_killed_worker_restarts(
         created = await enqueue(web, origin.url("a.png"), f"http://127.0.0.1:{port}/hook")
         first = ServiceProcess(settings, "worker", **env)
         try:
-            await read_until(web, created["id"], lambda r: r["status"] == "succeeded")
+            # Killed once its first delivery attempt is recorded (the receiver is down): a
+            # kill inside an attempt would leave its lease (10 s + BGC_LEASE_SECONDS) to run.
+            await first.wait_event("callback retry scheduled")
             first.send(signal.SIGKILL)
             assert await first.wait_exit() == -signal.SIGKILL
         finally:
@@ -152,7 +154,9 @@ async def test_delivered_after_a_killed_worker_restarts(
             (delivery,) = await receiver.wait_for("/hook", 1)
             assert verified(delivery)["status"] == "succeeded"
             result = await read_until(web, created["id"], callback_done)
+            assert result["status"] == "succeeded"
             assert result["callback"]["status"] == "delivered"
+            assert result["callback"]["attempts"] == 2
         finally:
             second.close()
         web.shutdown.set()
