@@ -12,10 +12,14 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import pytest
 import trio
 from standardwebhooks import Webhook
 
+from bgchallenge.db.database import open_database
+from bgchallenge.db.migrate import migrate
+from bgchallenge.db.repository import Deliveries
 from bgchallenge.service import Role
 from bgchallenge.settings import Settings
 from tests.conftest import IO_GUARD_SECONDS, RunningService, start_service
@@ -174,3 +178,52 @@ async def test_no_callback_url_without_the_secret(
     )
     assert response.status_code == 400
     assert [e["pointer"] for e in response.json()["errors"]] == ["#/callbackUrl"]
+
+
+def _ended_with_callback(database_url: str) -> int:
+    """A result with a callback, canceled while queued: its delivery becomes due."""
+    with psycopg.connect(database_url) as connection:
+        row = connection.execute(
+            "INSERT INTO results (job_id, host, object_path, url, callback_url,"
+            " callback_target, callback_id, callback_status)"
+            " VALUES ('job', 'e.com', '/a', 'https://e.com/a', 'https://h.com/in',"
+            " 'https://h.com/in?t=1', 'msg_1', 'pending') RETURNING id"
+        ).fetchone()
+        assert row is not None
+        connection.execute(
+            "UPDATE results SET status = 'canceled', canceled_at = now(), ended_at = now(),"
+            " source_url = NULL WHERE id = %s",
+            (row[0],),
+        )
+        return int(row[0])
+
+
+def _lease_runs_out(database_url: str) -> None:
+    with psycopg.connect(database_url) as connection:
+        connection.execute("UPDATE results SET callback_due_at = now()")
+
+
+async def test_a_delivery_attempt_is_fenced(database_url: str) -> None:
+    """Two processes never both hold one attempt, and an attempt whose lease was taken over
+    records nothing."""
+    with trio.fail_after(IO_GUARD_SECONDS):
+        async with open_database(database_url, max_size=4) as database:
+            await migrate(database)
+            result_id = await trio.to_thread.run_sync(_ended_with_callback, database_url)
+            first = Deliveries(database, "first", lease_seconds=60.0)
+            second = Deliveries(database, "second", lease_seconds=60.0)
+            (held, *_), _ = await first.claim(10, 6)
+            assert (held.result_id, held.attempt) == (result_id, 1)
+            assert held.target == "https://h.com/in?t=1"
+            assert await second.claim(10, 6) == ([], [])  # leased: not due
+
+            # The first's lease runs out (moved to now): the second takes attempt 2.
+            await trio.to_thread.run_sync(_lease_runs_out, database_url)
+            (taken, *_), _ = await second.claim(10, 6)
+            assert taken.attempt == 2
+            assert not await first.delivered(held)
+            assert await first.not_delivered(held, "late", 1.0) is None
+            assert await second.delivered(taken)
+            (row,) = fetch_rows(database_url)
+            assert (row["callback_status"], row["callback_attempts"]) == ("delivered", 2)
+            assert row["callback_target"] is None and row["callback_due_at"] is None
