@@ -390,6 +390,15 @@ UPDATE results
    AND callback_lease_owner = %(owner)s AND callback_attempts = %(attempts)s
 RETURNING callback_status;
 
+-- name: callback_hand_back
+-- A graceful shutdown interrupted the attempt: due again at once, the attempt not spent.
+UPDATE results
+   SET callback_attempts = callback_attempts - 1, callback_due_at = clock_timestamp(),
+       callback_lease_owner = NULL
+ WHERE id = %(id)s AND callback_status = 'pending'
+   AND callback_lease_owner = %(owner)s AND callback_attempts = %(attempts)s
+RETURNING callback_status;
+
 -- name: callback_not_delivered
 -- Retried after %(delay_seconds)s, or `failed` (the URL erased) when that is null.
 UPDATE results

@@ -323,6 +323,11 @@ class Deliveries:
             await self.database.fetch_one("callback_delivered", self._fence(delivery)) is not None
         )
 
+    async def hand_back(self, delivery: Delivery) -> bool:
+        return (
+            await self.database.fetch_one("callback_hand_back", self._fence(delivery)) is not None
+        )
+
     async def not_delivered(
         self, delivery: Delivery, error: str, delay_seconds: float | None
     ) -> str | None:

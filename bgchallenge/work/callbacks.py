@@ -8,6 +8,7 @@ resolved, as the fetcher's do; the detail goes to the service's own log.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from datetime import UTC, datetime
@@ -38,6 +39,8 @@ BATCH = 10
 # How often an idle task looks for due deliveries (a terminal state makes one due at once).
 IDLE_SECONDS = 0.5
 CONNECT_FAILED_MESSAGE = "could not connect to the callback URL"
+# A shutdown's hand-back of an interrupted attempt is bounded; past it, the lease runs out.
+HAND_BACK_SECONDS = 2.0
 
 
 class Sender:
@@ -139,20 +142,33 @@ async def _deliver(
     """One attempt. Should the database fail meanwhile, the lease expires and another
     attempt follows: delivery is at least once."""
     fields = {"id": delivery.result_id, "jobId": delivery.job_id, "attempt": delivery.attempt}
+    recorded = False
     try:
         result = await results.get(delivery.result_id)
         assert result is not None, "a result with a callback is never deleted"
         error = await sender.send(delivery, json.dumps(render_result(result)))
         if error is None:
-            if await deliveries.delivered(delivery):
+            delivered = await deliveries.delivered(delivery)
+            recorded = True
+            if delivered:
                 metrics.callbacks.labels("delivered").inc()
                 log.info("callback delivered", extra=fields)
             return
         delay = retry_delay(delivery.attempt, settings.callback_delays)
         status = await deliveries.not_delivered(delivery, error, delay)
+        recorded = True
     except DatabaseUnavailable as exc:
+        recorded = True  # nothing to hand back with: the lease runs out instead
         log.warning("callback outcome not recorded", extra={**fields, "error": str(exc)})
         return
+    finally:
+        if not recorded:  # a shutdown (or a bug) interrupted the attempt
+            with (
+                trio.CancelScope(shield=True),
+                trio.move_on_after(HAND_BACK_SECONDS),
+                contextlib.suppress(DatabaseUnavailable),
+            ):
+                await deliveries.hand_back(delivery)
     if status == "pending":
         metrics.callbacks.labels("retried").inc()
         log.info("callback retry scheduled", extra={**fields, "error": error, "delay": delay})

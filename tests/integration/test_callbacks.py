@@ -166,6 +166,27 @@ async def test_delivered_after_a_killed_worker_restarts(
         web.shutdown.set()
 
 
+async def test_a_shutdown_hands_an_unanswered_delivery_back(
+    settings: Settings, origin: Origin
+) -> None:
+    """The attempt a graceful shutdown interrupts is not spent: due again at once."""
+    settings = with_callbacks(settings)
+    with trio.fail_after(IO_GUARD_SECONDS):
+        async with trio.open_nursery() as outer:
+            receiver = await outer.start(serve_receiver, Receiver())
+            receiver.answers["/hook"] = [0]
+            async with trio.open_nursery() as nursery:
+                service = await start_service(nursery, settings)
+                await enqueue(service, origin.url("a.png"), receiver.base_url + "/hook")
+                await receiver.wait_for("/hook", 1)
+                await service.client.aclose()
+                service.shutdown.set()
+            outer.cancel_scope.cancel()
+    (row,) = fetch_rows(settings.database_url or "")
+    assert (row["callback_status"], row["callback_attempts"]) == ("pending", 0)
+    assert row["callback_lease_owner"] is None and row["callback_due_at"] is not None
+
+
 @pytest.mark.parametrize("callback_url", ["https://example.com/hook", "ftp://x/y", 7])
 async def test_no_callback_url_without_the_secret(
     service: RunningService, callback_url: object

@@ -22,7 +22,8 @@ class Delivered:
 
 @dataclass
 class Receiver:
-    """``answers[path]``: the statuses of the next requests to ``path``, then 200."""
+    """``answers[path]``: the statuses of the next requests to ``path``, then 200; a status
+    of 0 never answers."""
 
     host: str = "127.0.0.1"
     port: int = 0
@@ -61,6 +62,8 @@ class Receiver:
         self._changed = trio.Event()
         script = self.answers[path]
         status = script.pop(0) if script else 200
+        if status == 0:
+            await trio.sleep_forever()
         await send({"type": "http.response.start", "status": status, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
