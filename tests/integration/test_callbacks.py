@@ -161,6 +161,7 @@ async def test_delivered_after_a_killed_worker_restarts(
             assert result["status"] == "succeeded"
             assert result["callback"]["status"] == "delivered"
             assert result["callback"]["attempts"] == 2
+            assert result["callback"]["lastError"] == "could not connect to the callback URL"
         finally:
             second.close()
         web.shutdown.set()
