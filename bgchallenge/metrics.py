@@ -62,6 +62,13 @@ class Metrics:
         self.listener_reconnects = Counter(
             "bgc_listener_reconnects", "LISTEN connections re-established.", registry=r
         )
+        self.callbacks = Counter(
+            "bgc_callbacks",
+            "Completion callback attempts, by outcome: delivered, retried (a retry is "
+            "scheduled), failed (no attempt left).",
+            ["outcome"],
+            registry=r,
+        )
         self.workers = Gauge("bgc_workers", "Download workers in this process.", registry=r)
         self.workers_busy = Gauge(
             "bgc_workers_busy", "Workers running an attempt in this process.", registry=r

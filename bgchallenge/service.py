@@ -145,6 +145,7 @@ async def _run(
                 enqueue=Batcher(results.enqueue_many),
                 unchanged_since=Batcher(results.unchanged_since),
                 serve_api=role.serves_http,
+                callbacks=settings.webhook_secret is not None,
             )
             binds = await nursery.start(serve_web, deps, settings, shutdown)
             log.info("ready", extra={"addresses": binds, "role": role.value})

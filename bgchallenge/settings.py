@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -47,6 +49,8 @@ class Settings:
     db_pool_size: int = 10
     s3_threads: int = 16
     progress_seconds: float = 1.0
+    webhook_secret: str | None = None  # whsec_<base64>: signs completion callbacks
+    callback_delays: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0, 3600.0)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -78,6 +82,8 @@ class Settings:
             progress_seconds=reader.get(
                 "BGC_PROGRESS_SECONDS", _progress_seconds, cls.progress_seconds
             ),
+            webhook_secret=reader.get("BGC_WEBHOOK_SECRET", _webhook_secret, None),
+            callback_delays=reader.get("BGC_CALLBACK_DELAYS", _delays, cls.callback_delays),
         )
         if reader.problems:
             raise SettingsError(reader.problems)
@@ -165,6 +171,22 @@ def _progress_seconds(raw: str) -> float:
 
 def _delays(raw: str) -> tuple[float, ...]:
     return tuple(_seconds(part.strip()) for part in raw.split(","))
+
+
+def _webhook_secret(raw: str) -> str:
+    # The Standard Webhooks format: the key's bytes in base64 after a fixed prefix.
+    prefix = "whsec_"
+    text = raw.removeprefix(prefix)
+    try:
+        key = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except binascii.Error:
+        key = b""
+    if not raw.startswith(prefix) or len(key) < 24:
+        raise ValueError(
+            "must be whsec_ followed by a base64 key of at least 24 bytes "
+            "(e.g. whsec_$(head -c 32 /dev/urandom | base64))"
+        )
+    return raw
 
 
 def _networks(raw: str) -> tuple[IpNetwork, ...]:

@@ -10,7 +10,8 @@ SELECT id, job_id, url, object_path, status, attempts, error_code, error_message
        storage_bucket, storage_key, storage_size, storage_content_type, storage_sha256,
        storage_declared_content_type,
        created_at, updated_at, started_at, ended_at, canceled_at, url_expires_at,
-       progress_received_bytes, progress_total_bytes
+       progress_received_bytes, progress_total_bytes,
+       callback_url, callback_status, callback_attempts, callback_last_error
   FROM results WHERE id = %(id)s;
 
 -- name: claim_due
@@ -183,7 +184,8 @@ SELECT version.snapshot, page.*
                storage_bucket, storage_key, storage_size, storage_content_type, storage_sha256,
                storage_declared_content_type,
                created_at, updated_at, started_at, ended_at, canceled_at, url_expires_at,
-               progress_received_bytes, progress_total_bytes
+               progress_received_bytes, progress_total_bytes,
+               callback_url, callback_status, callback_attempts, callback_last_error
           FROM results
          WHERE id > %(after_id)s
            AND (%(job_id)s::text IS NULL OR job_id = %(job_id)s::text)
@@ -208,7 +210,8 @@ RETURNING id, job_id, url, object_path, status, attempts, error_code, error_mess
           storage_bucket, storage_key, storage_size, storage_content_type, storage_sha256,
           storage_declared_content_type,
           created_at, updated_at, started_at, ended_at, canceled_at, url_expires_at,
-          progress_received_bytes, progress_total_bytes;
+          progress_received_bytes, progress_total_bytes,
+          callback_url, callback_status, callback_attempts, callback_last_error;
 
 -- name: request_cancel
 -- A running result: the results_cancel_requested trigger notifies every worker process; the
@@ -220,7 +223,8 @@ RETURNING id, job_id, url, object_path, status, attempts, error_code, error_mess
           storage_bucket, storage_key, storage_size, storage_content_type, storage_sha256,
           storage_declared_content_type,
           created_at, updated_at, started_at, ended_at, canceled_at, url_expires_at,
-          progress_received_bytes, progress_total_bytes;
+          progress_received_bytes, progress_total_bytes,
+          callback_url, callback_status, callback_attempts, callback_last_error;
 
 -- name: record_canceled
 UPDATE results
@@ -281,19 +285,26 @@ SELECT count(*) FILTER (WHERE status = 'queued') AS queued,
 WITH input AS (
     SELECT *
       FROM unnest(%(job_ids)s::text[], %(hosts)s::text[], %(object_paths)s::text[],
-                  %(urls)s::text[], %(source_urls)s::text[], %(url_expires_at)s::timestamptz[])
+                  %(urls)s::text[], %(source_urls)s::text[], %(url_expires_at)s::timestamptz[],
+                  %(callback_urls)s::text[], %(callback_targets)s::text[])
            WITH ORDINALITY AS i(job_id, host, object_path, url, source_url, url_expires_at,
-                                position)
+                                callback_url, callback_target, position)
 ), inserted AS (
-    INSERT INTO results (job_id, host, object_path, url, source_url, url_expires_at)
+    INSERT INTO results (job_id, host, object_path, url, source_url, url_expires_at,
+                         callback_url, callback_target, callback_id, callback_status)
     SELECT DISTINCT ON (job_id, host, object_path)
-           job_id, host, object_path, url, source_url, url_expires_at
+           job_id, host, object_path, url, source_url, url_expires_at,
+           callback_url, callback_target,
+           CASE WHEN callback_url IS NOT NULL
+                THEN 'msg_' || replace(gen_random_uuid()::text, '-', '') END,
+           CASE WHEN callback_url IS NOT NULL THEN 'pending' END
       FROM input ORDER BY job_id, host, object_path, position
     ON CONFLICT ON CONSTRAINT results_identity DO NOTHING
     RETURNING id, job_id, host, url, object_path, status, attempts, error_code, error_message,
               storage_bucket, storage_key, storage_size, storage_content_type, storage_sha256,
               storage_declared_content_type,
-              created_at, updated_at, started_at, ended_at, canceled_at, url_expires_at
+              created_at, updated_at, started_at, ended_at, canceled_at, url_expires_at,
+              callback_url, callback_status, callback_attempts, callback_last_error
 )
 SELECT true AS inserted, * FROM inserted
 UNION ALL
@@ -301,7 +312,8 @@ SELECT false AS inserted, r.id, r.job_id, r.host, r.url, r.object_path, r.status
        r.error_code, r.error_message, r.storage_bucket, r.storage_key, r.storage_size,
        r.storage_content_type, r.storage_sha256, r.storage_declared_content_type,
        r.created_at, r.updated_at, r.started_at,
-       r.ended_at, r.canceled_at, r.url_expires_at
+       r.ended_at, r.canceled_at, r.url_expires_at,
+       r.callback_url, r.callback_status, r.callback_attempts, r.callback_last_error
   FROM results AS r
   JOIN (SELECT DISTINCT job_id, host, object_path FROM input) AS i
     ON (r.job_id, r.host, r.object_path) = (i.job_id, i.host, i.object_path);
@@ -329,3 +341,75 @@ SELECT c.position,
        END AS unchanged
   FROM unnest(%(job_ids)s::text[], %(snapshots)s::pg_snapshot[])
        WITH ORDINALITY AS c(job_id, snapshot, position);
+
+-- name: claim_callbacks
+-- The delivery task (migration 0009): up to %(limit)s due deliveries, each leased to
+-- %(owner)s for %(lease_seconds)s as attempt callback_attempts + 1; rows other claimers hold
+-- are skipped. A row whose last attempt's process died with %(max_attempts)s attempts spent
+-- ends `failed` here instead (callback_status then answers which).
+WITH due AS (
+    SELECT id FROM results
+     WHERE callback_due_at <= now()
+     ORDER BY callback_due_at
+     LIMIT %(limit)s
+     FOR UPDATE SKIP LOCKED
+), spent AS (
+    SELECT r.id, r.callback_attempts >= %(max_attempts)s AS spent
+      FROM results AS r JOIN due ON r.id = due.id
+)
+UPDATE results AS r
+   SET callback_status = CASE WHEN s.spent THEN 'failed' ELSE 'pending' END,
+       callback_attempts = CASE WHEN s.spent THEN r.callback_attempts
+                                ELSE r.callback_attempts + 1 END,
+       callback_last_error = CASE WHEN s.spent
+                                  THEN 'the process delivering the last attempt stopped'
+                                  ELSE r.callback_last_error END,
+       callback_target = CASE WHEN s.spent THEN NULL ELSE r.callback_target END,
+       callback_lease_owner = CASE WHEN s.spent THEN NULL ELSE %(owner)s::text END,
+       callback_due_at = CASE WHEN s.spent THEN NULL
+                              ELSE clock_timestamp() + make_interval(secs => %(lease_seconds)s)
+                         END
+  FROM spent AS s
+ WHERE r.id = s.id
+RETURNING r.id, r.job_id, r.callback_target, r.callback_id, r.callback_attempts,
+          r.callback_status;
+
+-- name: seconds_until_next_callback
+SELECT greatest(0, extract(epoch FROM min(callback_due_at) - clock_timestamp()))::float8
+       AS seconds
+  FROM results
+ WHERE callback_due_at IS NOT NULL;
+
+-- name: callback_delivered
+-- Fenced on (owner, attempt), like every outcome: a delivery whose lease was taken over
+-- records nothing. The URL as given is erased: it is needed no more.
+UPDATE results
+   SET callback_status = 'delivered', callback_target = NULL, callback_due_at = NULL,
+       callback_lease_owner = NULL
+ WHERE id = %(id)s AND callback_status = 'pending'
+   AND callback_lease_owner = %(owner)s AND callback_attempts = %(attempts)s
+RETURNING callback_status;
+
+-- name: callback_hand_back
+-- A graceful shutdown interrupted the attempt: due again at once, the attempt not spent.
+UPDATE results
+   SET callback_attempts = callback_attempts - 1, callback_due_at = clock_timestamp(),
+       callback_lease_owner = NULL
+ WHERE id = %(id)s AND callback_status = 'pending'
+   AND callback_lease_owner = %(owner)s AND callback_attempts = %(attempts)s
+RETURNING callback_status;
+
+-- name: callback_not_delivered
+-- Retried after %(delay_seconds)s, or `failed` (the URL erased) when that is null.
+UPDATE results
+   SET callback_status = CASE WHEN %(delay_seconds)s::float8 IS NULL THEN 'failed'
+                              ELSE 'pending' END,
+       callback_target = CASE WHEN %(delay_seconds)s::float8 IS NULL THEN NULL
+                              ELSE callback_target END,
+       callback_due_at = clock_timestamp()
+                         + make_interval(secs => %(delay_seconds)s::float8),
+       callback_last_error = %(error)s::text,
+       callback_lease_owner = NULL
+ WHERE id = %(id)s AND callback_status = 'pending'
+   AND callback_lease_owner = %(owner)s AND callback_attempts = %(attempts)s
+RETURNING callback_status;

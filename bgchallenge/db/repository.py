@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bgchallenge.db.database import Database, Row, Transaction
+from bgchallenge.domain.callbacks import Delivery
 from bgchallenge.domain.enqueue import EnqueueRequest
 from bgchallenge.domain.listing import ListQuery, Snapshot
 from bgchallenge.domain.results import Claim, Progress, Result, Status, StoredObject
@@ -42,6 +43,8 @@ def _batch_params(pending: Sequence[tuple[int, EnqueueRequest]]) -> dict[str, An
         "urls": [r.source.public for r in requests],
         "source_urls": [r.source.full for r in requests],
         "url_expires_at": [r.url_expires_at for r in requests],
+        "callback_urls": [r.callback.public if r.callback else None for r in requests],
+        "callback_targets": [r.callback.full if r.callback else None for r in requests],
     }
 
 
@@ -281,3 +284,57 @@ class Attempts:
         return (
             await self.database.fetch_one("require_storage_cleanup", {"id": result_id}) is not None
         )
+
+
+class Deliveries:
+    """The completion callbacks' outbox (migration 0009). Like `Attempts`, every outcome is
+    fenced on (owner, attempt number): a delivery whose lease was taken over records nothing,
+    and its outcome method answers None."""
+
+    def __init__(self, database: Database, owner: str, lease_seconds: float) -> None:
+        self.database = database
+        self.owner = owner
+        self.lease_seconds = lease_seconds
+
+    def _fence(self, delivery: Delivery) -> dict[str, Any]:
+        return {"id": delivery.result_id, "owner": self.owner, "attempts": delivery.attempt}
+
+    async def claim(self, limit: int, max_attempts: int) -> tuple[list[Delivery], list[Row]]:
+        """The deliveries this owner now holds, and the rows ended `failed` instead (their
+        last attempt's process died with no attempt left)."""
+        rows = await self.database.fetch_all(
+            "claim_callbacks",
+            {
+                "limit": limit,
+                "owner": self.owner,
+                "lease_seconds": self.lease_seconds,
+                "max_attempts": max_attempts,
+            },
+        )
+        held = [Delivery.from_row(r) for r in rows if r["callback_status"] == "pending"]
+        return held, [r for r in rows if r["callback_status"] != "pending"]
+
+    async def seconds_until_next(self) -> float | None:
+        row = await self.database.fetch_one("seconds_until_next_callback")
+        return None if row is None else row["seconds"]
+
+    async def delivered(self, delivery: Delivery) -> bool:
+        return (
+            await self.database.fetch_one("callback_delivered", self._fence(delivery)) is not None
+        )
+
+    async def hand_back(self, delivery: Delivery) -> bool:
+        return (
+            await self.database.fetch_one("callback_hand_back", self._fence(delivery)) is not None
+        )
+
+    async def not_delivered(
+        self, delivery: Delivery, error: str, delay_seconds: float | None
+    ) -> str | None:
+        """Records the failed attempt: answers `pending` (retried after ``delay_seconds``),
+        `failed` (``delay_seconds`` None), or None when the attempt was no longer ours."""
+        row = await self.database.fetch_one(
+            "callback_not_delivered",
+            {**self._fence(delivery), "error": error, "delay_seconds": delay_seconds},
+        )
+        return None if row is None else str(row["callback_status"])

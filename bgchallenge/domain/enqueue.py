@@ -17,7 +17,7 @@ from bgchallenge.domain.paths import (
 from bgchallenge.domain.results import format_timestamp
 
 MAX_JOB_ID_LENGTH = 200
-ALLOWED_MEMBERS = ("jobId", "url")
+ALLOWED_MEMBERS = ("jobId", "url", "callbackUrl")
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class EnqueueRequest:
     job_id: str
     source: SourceUrl
     url_expires_at: datetime | None = None  # read from a presigned query (domain/expiry.py)
+    callback: SourceUrl | None = None  # where to POST the result once terminal
 
 
 class NotAnObject(ValueError):
@@ -52,9 +53,12 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def parse_enqueue_body(raw: bytes, now: datetime | None = None) -> EnqueueRequest:
+def parse_enqueue_body(
+    raw: bytes, now: datetime | None = None, *, callbacks: bool = False
+) -> EnqueueRequest:
     """Parse and validate the raw body; with ``now``, a presigned URL already expired then is
-    a problem of ``#/url``.
+    a problem of ``#/url``. ``callbacks``: whether a ``callbackUrl`` may be given (the service
+    has a webhook secret to sign them with).
 
     Raises `InvalidBody` listing every problem, or `NotAnObject` for JSON that is not an object.
     """
@@ -103,10 +107,33 @@ def parse_enqueue_body(raw: bytes, now: datetime | None = None) -> EnqueueReques
                 shown = format_timestamp(expires_at)
                 problems.append(FieldProblem("#/url", f"the presigned URL expired at {shown}"))
 
+    callback: SourceUrl | None = None
+    if "callbackUrl" in body:
+        callback, problem = _callback_url(body["callbackUrl"], callbacks)
+        if problem:
+            problems.append(FieldProblem("#/callbackUrl", problem))
+
     if problems:
         raise InvalidBody(problems)
     assert isinstance(job_id, str) and source is not None
-    return EnqueueRequest(job_id=job_id, source=source, url_expires_at=expires_at)
+    return EnqueueRequest(
+        job_id=job_id, source=source, url_expires_at=expires_at, callback=callback
+    )
+
+
+def _callback_url(value: object, enabled: bool) -> tuple[SourceUrl | None, str | None]:
+    """The callback URL, or why it cannot be one."""
+    if not enabled:
+        return None, "callbacks are off on this service (it has no BGC_WEBHOOK_SECRET)"
+    if not isinstance(value, str):
+        return None, "must be a string"
+    if not value:
+        return None, "must not be empty"
+    try:
+        # the same rules as the source URL: absolute http(s), at most 2048 characters
+        return parse_source_url(value), None
+    except InvalidUrl as exc:
+        return None, str(exc)
 
 
 def _json_kind(value: object) -> str:

@@ -49,6 +49,27 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class Callback:
+    """A completion callback's state (migration 0009): ``url`` is shown without its query."""
+
+    url: str
+    status: str  # pending, delivered, failed
+    attempts: int
+    last_error: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Callback | None:
+        if row.get("callback_url") is None:
+            return None
+        return cls(
+            row["callback_url"],
+            row["callback_status"],
+            row["callback_attempts"],
+            row["callback_last_error"],
+        )
+
+
+@dataclass(frozen=True)
 class Result:
     id: int
     job_id: str
@@ -65,6 +86,7 @@ class Result:
     canceled_at: datetime | None
     url_expires_at: datetime | None = None
     progress: Progress | None = None
+    callback: Callback | None = None
 
     @property
     def duration_ms(self) -> int | None:
@@ -113,6 +135,7 @@ class Result:
                 if row.get("progress_received_bytes") is not None
                 else None
             ),
+            callback=Callback.from_row(row),
         )
 
 
@@ -169,6 +192,16 @@ def render_result(result: Result) -> dict[str, Any]:
                 "totalBytes": result.progress.total_bytes,
             }
             if result.progress
+            else None
+        ),
+        "callback": (
+            {
+                "url": result.callback.url,
+                "status": result.callback.status,
+                "attempts": result.callback.attempts,
+                "lastError": result.callback.last_error,
+            }
+            if result.callback
             else None
         ),
     }

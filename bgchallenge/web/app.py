@@ -63,6 +63,7 @@ class WebDependencies:
     enqueue: Batcher[EnqueueRequest, Enqueued]
     unchanged_since: Batcher[tuple[str | None, Snapshot], bool]
     serve_api: bool = True  # False: only the operations routes (a worker process)
+    callbacks: bool = False  # whether enqueue accepts a callbackUrl (BGC_WEBHOOK_SECRET is set)
 
 
 def create_app(deps: WebDependencies) -> QuartTrio:
@@ -169,7 +170,7 @@ def _add_api_routes(app: QuartTrio, deps: WebDependencies) -> None:
             )
         raw = raw_body()
         try:
-            parsed = parse_enqueue_body(raw, now=datetime.now(UTC))
+            parsed = parse_enqueue_body(raw, now=datetime.now(UTC), callbacks=deps.callbacks)
         except NotAnObject as exc:
             return problem(400, str(exc), kind="single-object-required")
         except InvalidBody as exc:

@@ -189,6 +189,10 @@ def _schemas() -> dict[str, Schema]:
                     "description": "the download of the current (or last) attempt; null before "
                     "its first byte arrives",
                 },
+                "callback": {
+                    "oneOf": [_ref("Callback"), {"type": "null"}],
+                    "description": "the completion callback, when a callbackUrl was given",
+                },
             },
             "required": [
                 "id",
@@ -207,7 +211,29 @@ def _schemas() -> dict[str, Schema]:
                 "durationMs",
                 "urlExpiresAt",
                 "progress",
+                "callback",
             ],
+            "additionalProperties": False,
+        },
+        "Callback": {
+            "type": "object",
+            "description": "The POST of the result's JSON to callbackUrl once it is terminal, "
+            "signed as Standard Webhooks says (webhook-id, webhook-timestamp, "
+            "webhook-signature); retried after BGC_CALLBACK_DELAYS (default 5 s, 30 s, 2 min, "
+            "10 min, 1 h) on anything but a 2xx answer. Never changes the result's status.",
+            "properties": {
+                "url": {
+                    "type": "string",
+                    "description": "the callback URL without its query string and fragment",
+                },
+                "status": {"type": "string", "enum": ["pending", "delivered", "failed"]},
+                "attempts": {"type": "integer", "minimum": 0},
+                "lastError": {
+                    "type": ["string", "null"],
+                    "description": "why the last attempt that failed did; null if none did",
+                },
+            },
+            "required": ["url", "status", "attempts", "lastError"],
             "additionalProperties": False,
         },
         "Progress": {
@@ -255,6 +281,15 @@ def _schemas() -> dict[str, Schema]:
                     "description": "an absolute http or https URL, often presigned; without "
                     "user:password@. Query string and fragment never count for duplicates and "
                     "are never shown.",
+                },
+                "callbackUrl": {
+                    "type": "string",
+                    "format": "uri",
+                    "minLength": 1,
+                    "maxLength": MAX_URL_LENGTH,
+                    "description": "an absolute http or https URL the result is POSTed to once "
+                    "terminal (see the Callback schema); accepted only when the service has "
+                    "BGC_WEBHOOK_SECRET set, else 400. Its query string is never shown.",
                 },
             },
             "required": ["jobId", "url"],

@@ -6,7 +6,8 @@ serve_workers
     ├── listener    NOTIFY → wake the dispatcher (and, for cancels, the attempt)
     ├── dispatcher  claims up to the free capacity, hands over on a zero-buffer channel
     ├── reaper      re-queues results whose worker process died (lease expired)
-    └── sweep       cleans the bucket of results that ended without success
+    ├── sweep       cleans the bucket of results that ended without success
+    └── callbacks   delivers completion callbacks (when BGC_WEBHOOK_SECRET is set)
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from bgchallenge.domain.transfer import ProgressMeter, WriteSchedule
 from bgchallenge.metrics import Metrics
 from bgchallenge.settings import Settings
 from bgchallenge.storage.s3 import Storage, StorageRejected, StorageUnavailable
+from bgchallenge.work.callbacks import serve_callbacks
 from bgchallenge.work.dispatcher import Dispatcher
 from bgchallenge.work.fetch import Fetcher
 from bgchallenge.work.pipeline import copy_to_bucket
@@ -435,6 +437,14 @@ async def _supervise(
             await control.start(dispatcher.run)
             control.start_soon(_reap, ctx)
             control.start_soon(_sweep, ctx)
+            if settings.webhook_secret is not None:
+                await control.start(
+                    serve_callbacks,
+                    ctx.attempts.database,
+                    settings,
+                    ctx.metrics,
+                    ctx.attempts.owner,
+                )
             task_status.started()
             await shutdown.wait()
             log.info(

@@ -31,6 +31,7 @@ SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 GUARD_SECONDS = 30
 RUN_GUARD_SECONDS = 90
 SIGNING_SECRET = "openapi-test-secret"
+WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 # Per operation; about 10 s for the unsigned run on a laptop, and a fixed seed so that a failure
 # reproduces (change it locally to explore other inputs).
@@ -91,7 +92,8 @@ async def signed_service(settings: Settings) -> AsyncIterator[str]:
 
 
 async def _running(settings: Settings, **env: str) -> AsyncIterator[str]:
-    process = ServiceProcess(settings, "web", **env)
+    # With a webhook secret: a callbackUrl is then accepted, as the document says it may be.
+    process = ServiceProcess(settings, "web", BGC_WEBHOOK_SECRET=WEBHOOK_SECRET, **env)
     try:
         ready = await process.wait_ready(within=GUARD_SECONDS)
         yield str(ready["addresses"][0])

@@ -122,3 +122,38 @@ def test_a_url_already_expired_is_a_problem_of_the_url(expires: int) -> None:
 def test_a_malformed_expiry_is_no_expiry_and_no_problem() -> None:
     parsed = parse_enqueue_body(body({"jobId": "j", "url": SIGV4.format("-1")}), now=NOW)
     assert parsed.url_expires_at is None
+
+
+def callback_body(callback_url: object) -> bytes:
+    body = {"jobId": "j", "url": "https://e.com/a.png", "callbackUrl": callback_url}
+    return json.dumps(body).encode()
+
+
+def test_a_callback_url_is_kept_whole_and_shown_without_its_query() -> None:
+    parsed = parse_enqueue_body(callback_body("https://Hooks.e.com/in?token=t"), callbacks=True)
+    assert parsed.callback is not None
+    assert parsed.callback.full == "https://Hooks.e.com/in?token=t"
+    assert parsed.callback.public == "https://hooks.e.com/in"
+
+
+@pytest.mark.parametrize(
+    ("callback_url", "detail"),
+    [
+        ("ftp://e.com/x", "must be an absolute http or https URL"),
+        ("/relative", "must be an absolute http or https URL"),
+        ("https://e.com/" + "a" * 2048, "must be at most 2048 characters"),
+        ("", "must not be empty"),
+        (7, "must be a string"),
+    ],
+)
+def test_a_callback_url_must_be_an_absolute_http_url(callback_url: object, detail: str) -> None:
+    with pytest.raises(InvalidBody) as caught:
+        parse_enqueue_body(callback_body(callback_url), callbacks=True)
+    assert [(p.pointer, p.detail) for p in caught.value.problems] == [("#/callbackUrl", detail)]
+
+
+def test_no_callback_url_without_a_webhook_secret() -> None:
+    with pytest.raises(InvalidBody) as caught:
+        parse_enqueue_body(callback_body("https://e.com/hook"), callbacks=False)
+    (problem,) = caught.value.problems
+    assert problem.pointer == "#/callbackUrl" and "BGC_WEBHOOK_SECRET" in problem.detail

@@ -55,6 +55,7 @@ def test_renders_camel_case_and_duration_from_rendered_instants() -> None:
         "durationMs",
         "urlExpiresAt",
         "progress",
+        "callback",
     }
     assert rendered["urlExpiresAt"] is None
     assert rendered["progress"] is None

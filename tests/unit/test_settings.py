@@ -84,3 +84,23 @@ def test_progress_seconds() -> None:
     with pytest.raises(SettingsError) as caught:
         Settings.from_env({"BGC_PROGRESS_SECONDS": "often"})
     assert caught.value.problems == ["BGC_PROGRESS_SECONDS: not a number of seconds: 'often'"]
+
+
+def test_webhook_secret_and_callback_delays() -> None:
+    defaults = Settings.from_env({})
+    assert defaults.webhook_secret is None
+    assert defaults.callback_delays == (5.0, 30.0, 120.0, 600.0, 3600.0)
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    read = Settings.from_env({"BGC_WEBHOOK_SECRET": secret, "BGC_CALLBACK_DELAYS": "0.5, 2"})
+    assert read.webhook_secret == secret
+    assert read.callback_delays == (0.5, 2.0)
+
+
+@pytest.mark.parametrize(
+    "secret", ["MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_", "whsec_not base64!", "whsec_YWJj"]
+)
+def test_a_webhook_secret_must_be_whsec_base64(secret: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"BGC_WEBHOOK_SECRET": secret})
+    (problem,) = caught.value.problems
+    assert problem.startswith("BGC_WEBHOOK_SECRET: must be whsec_ followed by a base64 key")
