@@ -252,5 +252,5 @@ async def test_wait_shows_the_running_downloads_bytes(
         done = await submit("--job-id", "slow", "--wait", urls, BGC_SERVER=service.base_url)
     service.shutdown.set()
     assert done.returncode == 0, done
-    moving = [line for line in progress_lines(done) if "of 512.0 KiB)" in line]
-    assert moving and "running 1 (" in moving[0], done.stderr
+    moving = [line for line in progress_lines(done) if " of 512.0 KiB" in line]
+    assert moving and "running 1  queued 0  " in moving[0], done.stderr
