@@ -243,7 +243,7 @@ class BytesColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         transfer = task.fields.get("transfer")
-        return Text(transfer.text() if isinstance(transfer, Transfer) else "")
+        return Text(f"received {transfer.text()}" if isinstance(transfer, Transfer) else "")
 
 
 class EtaColumn(TimeRemainingColumn):

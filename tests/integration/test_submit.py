@@ -257,7 +257,7 @@ async def test_wait_shows_the_running_downloads_bytes(
     service.shutdown.set()
     assert done.returncode == 0, done
     moving = [line for line in progress_lines(done) if " of 512.0 KiB" in line]
-    assert moving and "running 1  queued 0  " in moving[0], done.stderr
+    assert moving and "running 1  queued 0  received " in moving[0], done.stderr
 
 
 async def test_wait_ends_correctly_against_the_real_service_with_or_without_its_stream(
@@ -326,7 +326,7 @@ async def test_on_a_terminal_wait_draws_rich_s_live_bar_and_a_table_of_failures(
     service.shutdown.set()
     assert status == 1, screen
     assert "\x1b[" in screen and "━" in screen  # redrawn in place with rich's bar
-    assert " of 512.0 KiB" in screen  # the bytes while the slow one runs
+    assert "received " in screen and " of 512.0 KiB" in screen  # the bytes while the slow one runs
     assert "100%" in screen and "2/2" in screen
     assert "Traceback" not in screen
     table = screen[screen.index("job tty: 1 succeeded, 1 failed, 0 canceled") :]

@@ -184,7 +184,7 @@ def test_transfer_sums_the_running_results_bytes_of_the_known_sizes() -> None:
     out = io.StringIO()
     with WaitDisplay(out, 5) as display:
         display.show(items)
-    assert "running 3  queued 1  5.0 MiB of 20.0 MiB  --/s" in out.getvalue()
+    assert "running 3  queued 1  received 5.0 MiB of 20.0 MiB  --/s" in out.getvalue()
     # a chunked body: what arrived counts, and the size shown is a lower bound
     chunked: list[dict[str, object]] = [
         {"status": "running", "progress": {"receivedBytes": 1536, "totalBytes": None}}
