@@ -4,9 +4,8 @@ How a command-line client draws is not a rule of the service, so this lives with
 not in ``bgchallenge.domain``. The drawing is `rich`'s: a live progress bar with the results'
 rate, ETA and the running downloads' bytes on a terminal; elsewhere (a log, a pipe) the same
 columns without the bar, as whole lines at most every `PLAIN_INTERVAL_SECONDS`, and always the
-last one. The rate and ETA are rich's own estimates over its recent window (30 s), from the first
-result finished while waiting on ("--/s" until then): results that were already finished when
-the wait began are not part of the rate.
+last one. The rate and ETA are rich's own estimates over its recent window (30 s); results that
+were already finished when the wait began are not part of the rate.
 """
 
 from __future__ import annotations
@@ -320,6 +319,9 @@ class WaitDisplay:
         if not self._started:
             # results already finished are the base, not part of the rate
             self.progress.reset(self.task, completed=counts.done, description=status_text(counts))
+            # a sample of nothing done now: rich's rate then counts from the wait's start, not
+            # from the first result finished (several downloads finishing together gave none)
+            self.progress.advance(self.task, 0)
             self._started = True
         self.progress.update(
             self.task, completed=counts.done, description=status_text(counts), transfer=transfer

@@ -131,14 +131,14 @@ def test_plain_lines_show_counts_rate_and_eta_and_reach_100_only_at_the_end() ->
         clock.now = 107.0
         display.show(_items(succeeded=199, canceled=1), final=True)
     lines = out.getvalue().splitlines()
-    # rich's rate starts at the first result finished while waiting: 6 more over 102..104
+    # the rate counts from the wait's start: 4 in 2 s, then 10 in 4 s, ...
     assert lines == [
         "20%  40/200  succeeded 40  failed 0  running 0  queued 160  --/s  ETA -:--:--",
-        "22%  44/200  succeeded 44  failed 0  running 1  queued 155  --/s  ETA -:--:--",
-        "25%  50/200  succeeded 49  failed 1  running 1  queued 149  3.0/s  ETA 0:00:50",
-        "99%  199/200  succeeded 198  failed 0  running 1  queued 0  canceled 1  62.0/s"
+        "22%  44/200  succeeded 44  failed 0  running 1  queued 155  2.0/s  ETA 0:01:18",
+        "25%  50/200  succeeded 49  failed 1  running 1  queued 149  2.5/s  ETA 0:01:00",
+        "99%  199/200  succeeded 198  failed 0  running 1  queued 0  canceled 1  35.3/s"
         "  ETA 0:00:01",
-        "100%  200/200  succeeded 199  failed 0  running 0  queued 0  canceled 1  31.2/s"
+        "100%  200/200  succeeded 199  failed 0  running 0  queued 0  canceled 1  22.9/s"
         "  ETA 0:00:00",
     ]
     assert "\r" not in out.getvalue() and "\x1b" not in out.getvalue()
