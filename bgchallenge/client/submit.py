@@ -373,7 +373,6 @@ def follow_stream(
         try:
             with api.stream(job_id, position) as source:
                 for event in source.iter_sse():
-                    losses = 0
                     if event.event == "ready" and not listed:
                         # after `ready`: every change since is an event, so nothing falls between
                         snapshot = api.list_job(job_id, None)
@@ -381,10 +380,13 @@ def follow_stream(
                         results.update(_ours(snapshot.items, ids))
                         listed = True
                     elif event.event == "result":
+                        losses = 0  # a stream that only ever says `ready` is not followed forever
                         item = event.json()
                         if isinstance(item, dict) and item.get("id") in ids:
                             results[item["id"]] = item
-                    if event.id:
+                    if event.id and (event.event != "ready" or position is None):
+                        # A resumed stream's `ready` may name a position past the replay that
+                        # follows it: taking it, a drop mid-replay would skip the rest.
                         position = event.id
                     if not listed:
                         continue

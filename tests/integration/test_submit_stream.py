@@ -71,11 +71,17 @@ async def test_wait_follows_the_stream_and_resumes_with_last_event_id(
             await out.event("result", "p2", api.change(1, status="succeeded"))
             await out.send(": keep-alive\n\n")
             raise Dropped  # cut mid-body: the command resumes from p2
-        # changed while the command was disconnected: replayed after `ready`
-        api.change(2, status="failed", error=NOT_FOUND)
-        api.change(3, status="running", progress={"receivedBytes": 1536, "totalBytes": 4096})
+        if number == 2:
+            # changed while the command was disconnected: replayed after `ready`
+            api.change(2, status="failed", error=NOT_FOUND)
+            api.change(3, status="running", progress={"receivedBytes": 1536, "totalBytes": 4096})
+            await out.event("ready", "p4", {})
+            raise Dropped  # before the replay: resumed from p2 again, not from `ready`'s p4
+        if number == 3:
+            await out.event("ready", "p4", {})
+            await out.event("result", "p3", api.results[2])
+            raise Dropped  # mid-replay: resumed from p3
         await out.event("ready", "p4", {})
-        await out.event("result", "p3", api.results[2])
         await out.event("result", "p4", api.results[3])
         await out.send(": keep-alive\n\n")
         await out.event("result", "p5", api.change(3, status="succeeded", progress=None))
@@ -99,9 +105,9 @@ async def test_wait_follows_the_stream_and_resumes_with_last_event_id(
     ]
     assert done.stdout.splitlines()[3].split()[:3] == ["2", "http://o/2.png", "not_found"]
     # one list read, right after the first `ready`; then only the stream
-    assert api.log == ["stream", "ready", "list", "stream"]
+    assert api.log == ["stream", "ready", "list", "stream", "stream", "stream"]
     streams = [r for r in api.requests if r.path == "/results/stream"]
-    assert [r.headers.get("last-event-id") for r in streams] == [None, "p2"]
+    assert [r.headers.get("last-event-id") for r in streams] == [None, "p2", "p2", "p3"]
     for request in streams:
         assert request.query == {"jobId": ["j"]}
         assert request.headers["accept"] == "text/event-stream"
