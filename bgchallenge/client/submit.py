@@ -65,6 +65,7 @@ PAGE_LIMIT = 500
 # The service sends a keep-alive at least every 15 s: a stream silent for longer is dead.
 STREAM_READ_TIMEOUT_SECONDS = 40.0
 STREAM_RESUMES = 3
+RESUME_PAUSE_SECONDS = 0.2
 
 
 class SubmitError(Exception):
@@ -236,10 +237,8 @@ class ApiClient:
             "GET", "/results/stream?" + urlencode({"jobId": job_id}), headers=headers
         )
         request.extensions["timeout"] = timeout.as_dict()
-        try:
-            response = self._http.send(request, stream=True)
-        except httpx.TransportError as exc:
-            raise StreamUnavailable(f"cannot open the stream: {exc}") from None
+        # a transport error is left to the caller: a restarting service may be back shortly
+        response = self._http.send(request, stream=True)
         try:
             if response.status_code == 401:
                 response.read()
@@ -358,12 +357,17 @@ def _ours(items: Iterable[dict[str, Any]], ids: frozenset[int]) -> Results:
 
 
 def follow_stream(
-    api: ApiClient, job_id: str, ids: frozenset[int], display: WaitDisplay
+    api: ApiClient,
+    job_id: str,
+    ids: frozenset[int],
+    display: WaitDisplay,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Results:
     """Follow the job's stream until every result of ``ids`` is terminal; answer their states.
 
-    Raises `StreamUnavailable` when the stream cannot be had, or is lost `STREAM_RESUMES` times
-    in a row without an event in between.
+    Raises `StreamUnavailable` when the stream cannot be had, or is lost (or cannot be
+    reopened) `STREAM_RESUMES` + 1 times in a row without a result event in between.
     """
     results: Results = {}
     position: str | None = None
@@ -402,6 +406,7 @@ def follow_stream(
         losses += 1
         if losses > STREAM_RESUMES:
             raise StreamUnavailable("the stream was lost")
+        sleep(RESUME_PAUSE_SECONDS * losses)  # a service restarting gets a moment
 
 
 def poll_list(
@@ -434,6 +439,9 @@ def wait_for(
     """The submitted results once all are terminal, in id order: followed live when the
     service streams, else polled."""
     results: Results | None = None
+    if not ids:  # every line rejected: nothing to wait for
+        display.show([], final=True)
+        return []
     if stream:
         try:
             results = follow_stream(api, job_id, ids, display)
