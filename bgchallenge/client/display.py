@@ -190,7 +190,8 @@ def failure_rows(items: Sequence[Mapping[str, object]]) -> list[tuple[str, str, 
             message = " ".join(str(error.get("message", "")).split())
         if len(message) > MESSAGE_WIDTH:
             message = message[: MESSAGE_WIDTH - 1] + "…"
-        rows.append((str(item.get("id", "")), str(item.get("url", "")), code, message))
+        url = without_query(str(item.get("url", "")))
+        rows.append((str(item.get("id", "")), url, code, message))
     return rows
 
 
