@@ -8,11 +8,15 @@ the command is a client and must not need one.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import functools
 import os
+import pty
 import socket
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import pytest
@@ -252,5 +256,78 @@ async def test_wait_shows_the_running_downloads_bytes(
         done = await submit("--job-id", "slow", "--wait", urls, BGC_SERVER=service.base_url)
     service.shutdown.set()
     assert done.returncode == 0, done
-    moving = [line for line in progress_lines(done) if "of 512.0 KiB)" in line]
-    assert moving and "running 1 (" in moving[0], done.stderr
+    moving = [line for line in progress_lines(done) if " of 512.0 KiB" in line]
+    assert moving and "running 1  queued 0  received " in moving[0], done.stderr
+
+
+async def test_wait_ends_correctly_against_the_real_service_with_or_without_its_stream(
+    service: RunningService, origin: Origin, tmp_path: Path
+) -> None:
+    # Whether this service streams: without `GET /results/stream` (404/405) the command polls
+    # the list; with it, the same run checks following the real stream.
+    async with service.client.stream("GET", "/results/stream", params={"jobId": "x"}) as probe:
+        streams = probe.status_code == 200
+    urls = url_file(
+        tmp_path,
+        origin.url("a.png"),
+        origin.url("b.png", size=4 * 64 * 1024, slow=0.2),
+        origin.url("c.png", status=404, head=404),
+    )
+    with trio.fail_after(IO_GUARD_SECONDS):
+        done = await submit("--job-id", "either", "--wait", urls, BGC_SERVER=service.base_url)
+    assert streams or probe.status_code in (404, 405), probe
+    assert done.returncode == 1, done
+    assert done.stdout.splitlines()[:2] == [
+        "job either: 3 enqueued, 0 already enqueued, 0 rejected",
+        "job either: 2 succeeded, 1 failed, 0 canceled",
+    ]
+    assert progress_lines(done)[-1].startswith("100%  3/3  succeeded 2  failed 1  running 0")
+
+
+def _run_in_a_pty(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run ``submit`` with a terminal as its stdout and stderr; answer its status and every
+    byte it drew there."""
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 160, 0, 0))
+    with subprocess.Popen(
+        [sys.executable, "-m", "bgchallenge", "submit", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=terminal,
+        stderr=terminal,
+        env=env,
+    ) as child:
+        os.close(terminal)
+        screen = bytearray()
+        try:
+            while chunk := os.read(controller, 65536):
+                screen += chunk
+        except OSError:
+            pass  # EIO: the child closed the terminal
+        finally:
+            os.close(controller)
+        status = child.wait(timeout=IO_GUARD_SECONDS)
+    return status, screen.decode("utf-8", "replace")
+
+
+async def test_on_a_terminal_wait_draws_rich_s_live_bar_and_a_table_of_failures(
+    nursery: trio.Nursery, settings: Settings, origin: Origin, tmp_path: Path
+) -> None:
+    service = await start_service(nursery, dataclasses.replace(settings, progress_seconds=0.2))
+    urls = url_file(
+        tmp_path,
+        origin.url("slow.png", size=8 * 64 * 1024, slow=0.3),
+        origin.url("gone.png", status=404, head=404),
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("BGC_", "FORCE_", "NO_"))}
+    env = {**clean, "BGC_SERVER": service.base_url, "TERM": "xterm-256color"}
+    args = ["--job-id", "tty", "--wait", urls]
+    with trio.fail_after(IO_GUARD_SECONDS):
+        status, screen = await trio.to_thread.run_sync(_run_in_a_pty, args, env)
+    service.shutdown.set()
+    assert status == 1, screen
+    assert "\x1b[" in screen and "━" in screen  # redrawn in place with rich's bar
+    assert "received " in screen and " of 512.0 KiB" in screen  # the bytes while the slow one runs
+    assert "100%" in screen and "2/2" in screen
+    assert "Traceback" not in screen
+    table = screen[screen.index("job tty: 1 succeeded, 1 failed, 0 canceled") :]
+    assert "┃" in table and "not_found" in table and origin.url("gone.png") in table

@@ -8,24 +8,20 @@ from pathlib import Path
 import pytest
 
 from bgchallenge.client import SubmitOptions, UsageError, prepare, read_urls
-from bgchallenge.domain.progress import (
+from bgchallenge.client.display import (
     Counts,
-    ProgressPrinter,
-    RateMeter,
     Tally,
     Transfer,
     UrlLine,
+    WaitDisplay,
     enqueue_summary,
-    eta_seconds,
     failure_table,
     field_problems,
     final_report,
     format_bytes,
-    format_duration,
     parse_url_lines,
-    progress_line,
+    print_report,
     rejection_line,
-    render_bar,
 )
 
 
@@ -107,61 +103,56 @@ def test_counts_by_status() -> None:
     assert (counts.done, counts.remaining, counts.total) == (3, 3, 6)
 
 
-def test_rate_is_finished_per_second_from_the_first_sample_not_since_ever() -> None:
-    meter = RateMeter(window=30)
-    meter.add(100.0, 40)  # already done before waiting: not part of the rate
-    assert meter.rate() is None
-    meter.add(100.0, 40)
-    assert meter.rate() is None  # no time has passed
-    meter.add(102.0, 44)
-    assert meter.rate() == 2.0
-    meter.add(104.0, 50)
-    assert meter.rate() == 2.5
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
-def test_rate_follows_the_recent_window() -> None:
-    meter = RateMeter(window=10)
-    meter.add(0.0, 0)
-    meter.add(5.0, 50)  # a fast start ...
-    for second in range(6, 31):
-        meter.add(float(second), 50)  # ... then a stall
-    assert meter.rate() == 0.0
-    meter.add(31.0, 60)
-    assert meter.rate() == 1.0  # 10 more over the last 10 s, the fast start forgotten
+def _items(**statuses: int) -> list[dict[str, object]]:
+    return [{"status": status} for status, n in statuses.items() for _ in range(n)]
 
 
-@pytest.mark.parametrize(
-    ("remaining", "rate", "eta"),
-    [(0, None, 0.0), (10, None, None), (10, 0.0, None), (10, 2.0, 5.0), (3, 0.5, 6.0)],
-)
-def test_eta(remaining: int, rate: float | None, eta: float | None) -> None:
-    assert eta_seconds(remaining, rate) == eta
+def test_plain_lines_show_counts_rate_and_eta_and_reach_100_only_at_the_end() -> None:
+    out, clock = io.StringIO(), Clock()
+    with WaitDisplay(out, 200, clock=clock, interval=2.0) as display:
+        assert not display.live  # a StringIO is no terminal
+        display.show(_items(succeeded=40, queued=160))  # done before the wait: not in the rate
+        clock.now = 102.0
+        display.show(_items(succeeded=44, failed=0, running=1, queued=155))
+        clock.now = 104.0
+        display.show(_items(succeeded=49, failed=1, running=1, queued=149))
+        clock.now = 104.5
+        display.show(_items(succeeded=198, failed=1, queued=1))  # within the interval: no line
+        clock.now = 106.5
+        display.show(_items(succeeded=198, canceled=1, running=1))
+        clock.now = 107.0
+        display.show(_items(succeeded=199, canceled=1), final=True)
+    lines = out.getvalue().splitlines()
+    # the rate counts from the wait's start: 4 in 2 s, then 10 in 4 s, ...
+    assert lines == [
+        "20%  40/200  succeeded 40  failed 0  running 0  queued 160  --/s  ETA -:--:--",
+        "22%  44/200  succeeded 44  failed 0  running 1  queued 155  2.0/s  ETA 0:01:18",
+        "25%  50/200  succeeded 49  failed 1  running 1  queued 149  2.5/s  ETA 0:01:00",
+        "99%  199/200  succeeded 198  failed 0  running 1  queued 0  canceled 1  35.3/s"
+        "  ETA 0:00:01",
+        "100%  200/200  succeeded 199  failed 0  running 0  queued 0  canceled 1  22.9/s"
+        "  ETA 0:00:00",
+    ]
+    assert "\r" not in out.getvalue() and "\x1b" not in out.getvalue()
 
 
-@pytest.mark.parametrize(
-    ("seconds", "text"),
-    [(None, "--"), (0, "0s"), (59.4, "59s"), (60, "1m00s"), (125, "2m05s"), (7380, "2h03m")],
-)
-def test_format_duration(seconds: float | None, text: str) -> None:
-    assert format_duration(seconds) == text
-
-
-def test_bar_reaches_100_percent_only_when_everything_is_done() -> None:
-    assert render_bar(0, 4, width=8) == "[--------]   0%"
-    assert render_bar(2, 4, width=8) == "[####----]  50%"
-    assert render_bar(199, 200, width=8) == "[#######-]  99%"
-    assert render_bar(200, 200, width=8) == "[########] 100%"
-    assert render_bar(0, 0, width=8) == "[########] 100%"  # nothing to wait for is done
-
-
-def test_progress_line_shows_counts_rate_and_eta() -> None:
-    line = progress_line(Counts(succeeded=2, failed=1, running=1, queued=2), 1.5, 2.0)
-    assert line.endswith(" 50%  3/6  succeeded 2  failed 1  running 1  queued 2  1.5/s  ETA 2s"), (
-        line
-    )
-    assert "canceled" not in line
-    done = progress_line(Counts(succeeded=5, canceled=1), None, 0.0)
-    assert "100%" in done and "canceled 1" in done and "--/s" in done and "ETA 0s" in done
+def test_a_terminal_gets_rich_s_live_bar() -> None:
+    out = io.StringIO()
+    with WaitDisplay(out, 4, force_terminal=True) as display:
+        assert display.live
+        display.show(_items(succeeded=2, running=1, queued=1))
+        display.show(_items(succeeded=4), final=True)
+    screen = out.getvalue()
+    assert "\x1b[" in screen and "━" in screen  # rich's bar, redrawn in place
+    assert "100%" in screen and "4/4" in screen and "succeeded 4" in screen
 
 
 @pytest.mark.parametrize(
@@ -190,8 +181,10 @@ def test_transfer_sums_the_running_results_bytes_of_the_known_sizes() -> None:
     transfer = Transfer.of(items)
     assert transfer == Transfer(5 * mib, 20 * mib, False)
     assert transfer is not None and transfer.text() == "5.0 MiB of 20.0 MiB"
-    line = progress_line(Counts(succeeded=1, running=3, queued=1), None, None, transfer)
-    assert "running 3 (5.0 MiB of 20.0 MiB)  queued 1" in line
+    out = io.StringIO()
+    with WaitDisplay(out, 5) as display:
+        display.show(items)
+    assert "running 3  queued 1  received 5.0 MiB of 20.0 MiB  --/s" in out.getvalue()
     # a chunked body: what arrived counts, and the size shown is a lower bound
     chunked: list[dict[str, object]] = [
         {"status": "running", "progress": {"receivedBytes": 1536, "totalBytes": None}}
@@ -200,25 +193,6 @@ def test_transfer_sums_the_running_results_bytes_of_the_known_sizes() -> None:
     only_chunked = Transfer.of(chunked)
     assert only_chunked is not None and only_chunked.text() == "1.5 KiB of 1.5 KiB+"
     assert Transfer.of(items[2:]) is None
-
-
-def test_printer_redraws_one_line_on_a_terminal_and_ends_it() -> None:
-    written: list[str] = []
-    printer = ProgressPrinter(written.append, tty=True)
-    printer.show("[--] 0% long line", 0.0)
-    printer.show("[#-] 50%", 0.1)
-    printer.show("[##] 100%", 0.2, final=True)
-    assert written == ["\r[--] 0% long line", "\r[#-] 50%" + " " * 9, "\r[##] 100%\n"]
-
-
-def test_printer_elsewhere_prints_at_most_every_interval_and_always_the_final_line() -> None:
-    written: list[str] = []
-    printer = ProgressPrinter(written.append, tty=False, interval=2.0)
-    for tick in range(9):  # every 0.5 s for 4 s
-        printer.show(f"at {tick * 0.5}", tick * 0.5)
-    printer.show("final", 4.1, final=True)
-    assert written == ["at 0.0\n", "at 2.0\n", "at 4.0\n", "final\n"]
-    assert all("\r" not in text for text in written)
 
 
 def test_rejections_name_the_line_and_hide_the_query() -> None:
@@ -264,6 +238,24 @@ def test_final_report_fails_on_failed_or_rejected_but_not_on_canceled() -> None:
     lines, failing = final_report("j", Tally(0, 2, 0), [ok, _item(3, "failed", "not_found")])
     assert failing and lines[0] == "job j: 1 succeeded, 1 failed, 0 canceled"
     assert "not_found" in lines[-1]
+
+
+def test_the_report_s_failures_are_a_rich_table_on_a_terminal_and_plain_columns_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    items = [_item(1, "succeeded"), _item(2, "failed", "not_found", "HEAD answered 404")]
+    plain = io.StringIO()
+    assert print_report(plain, "j", Tally(2, 0, 0), items)
+    assert plain.getvalue().splitlines() == [
+        "job j: 1 succeeded, 1 failed, 0 canceled",
+        *failure_table(items),
+    ]
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich's own switch: treat the file as a terminal
+    boxed = io.StringIO()
+    assert print_report(boxed, "j", Tally(2, 0, 0), items)
+    text = boxed.getvalue()
+    assert text.startswith("job j: 1 succeeded, 1 failed, 0 canceled\n")
+    assert "┃" in text and "not_found" in text and "http://o/2.png" in text
 
 
 def test_enqueue_summary() -> None:

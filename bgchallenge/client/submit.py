@@ -1,9 +1,17 @@
 """``bgchallenge submit``: a small synchronous client of our own API.
 
 Synchronous on purpose: the command does one thing at a time (enqueue line after line, then
-poll), so a blocking `httpx.Client` is the simplest honest tool; no async code runs here, which
-is why `time.sleep` paces the polls. All of the command's HTTP is in this module; what it shows
-is computed by the pure `bgchallenge.domain.progress`.
+follow the job), so a blocking `httpx.Client` is the simplest honest tool; no async code runs
+here, which is why `time.sleep` paces the polls. All of the command's HTTP is in this module
+(the stream's events are read by `httpx-sse`); what it shows is `bgchallenge.client.display`.
+
+``--wait`` follows ``GET /results/stream?jobId=`` (Server-Sent Events). Gap-free start: a
+stream without ``Last-Event-ID`` sends the changes after its ``ready`` event, so the list is
+read *after* ``ready``: a result unchanged since is in the list, one changed since is (also) an
+event, and events come in commit order, so the last word on each result is its latest state.
+A dropped stream is resumed with ``Last-Event-ID`` (the service replays what changed since) up
+to `STREAM_RESUMES` times in a row; a server without the stream (404/405), past its stream
+limit (503) or answering anything else, falls back to polling the list with ``If-None-Match``.
 
 Errors, each carrying one clear line for stderr::
 
@@ -14,7 +22,9 @@ Errors, each carrying one clear line for stderr::
 
 Choices where the contract is silent:
 
-- ``--wait`` waits for every result the job has, including ones enqueued earlier or by others.
+- ``--wait`` waits for the results this run submitted: the ids it enqueued and the existing ids
+  its ``409`` answers named. Other results of the job (enqueued earlier or by others) are not
+  waited for, shown or counted.
 - Canceled results are shown (progress and summary) but do not fail the command: a cancel is
   somebody's decision, not a copy that went wrong. Failed results, or URLs rejected at enqueue,
   give exit status 1 (with or without ``--wait``).
@@ -26,34 +36,36 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TextIO
 from urllib.parse import urlencode, urlsplit
 
 import httpx
+import httpx_sse
 
-from bgchallenge.domain.enqueue import MAX_JOB_ID_LENGTH
-from bgchallenge.domain.progress import (
-    Counts,
-    ProgressPrinter,
-    RateMeter,
+from bgchallenge.client.display import (
     Tally,
-    Transfer,
     UrlLine,
+    WaitDisplay,
     enqueue_summary,
-    eta_seconds,
     field_problems,
-    final_report,
     parse_url_lines,
-    progress_line,
+    print_report,
     rejection_line,
 )
+from bgchallenge.domain.enqueue import MAX_JOB_ID_LENGTH
+from bgchallenge.domain.results import TERMINAL
 from bgchallenge.domain.signing import sign
 
 POLL_SECONDS = 0.5
 TIMEOUT_SECONDS = 10.0
 PAGE_LIMIT = 500
+# The service sends a keep-alive at least every 15 s: a stream silent for longer is dead.
+STREAM_READ_TIMEOUT_SECONDS = 40.0
+STREAM_RESUMES = 3
+RESUME_PAUSE_SECONDS = 0.2
 
 
 class SubmitError(Exception):
@@ -70,6 +82,10 @@ class ServerUnreachable(SubmitError):
 
 class ServerRefused(SubmitError):
     """An answer the command cannot go on after."""
+
+
+class StreamUnavailable(Exception):
+    """The live stream cannot be followed (here, or any more): poll the list instead."""
 
 
 @dataclass(frozen=True)
@@ -209,9 +225,33 @@ class ApiClient:
             query["cursor"] = str(page["nextCursor"])
             headers = {}
 
-    def _send(
+    @contextmanager
+    def stream(self, job_id: str, last_event_id: str | None) -> Iterator[httpx_sse.EventSource]:
+        """The job's live results; raise `StreamUnavailable` when the server has no stream for
+        us, `ServerRefused` for a 401 (signing is wrong for the stream as for everything)."""
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = last_event_id
+        timeout = httpx.Timeout(self.timeout, read=STREAM_READ_TIMEOUT_SECONDS)
+        request = self._request(
+            "GET", "/results/stream?" + urlencode({"jobId": job_id}), headers=headers
+        )
+        request.extensions["timeout"] = timeout.as_dict()
+        # a transport error is left to the caller: a restarting service may be back shortly
+        response = self._http.send(request, stream=True)
+        try:
+            if response.status_code == 401:
+                response.read()
+                raise self._refused(response)
+            if response.status_code != 200:
+                raise StreamUnavailable(f"the stream answered {response.status_code}")
+            yield httpx_sse.EventSource(response)
+        finally:
+            response.close()
+
+    def _request(
         self, method: str, target: str, body: bytes = b"", headers: Mapping[str, str] | None = None
-    ) -> httpx.Response:
+    ) -> httpx.Request:
         request = self._http.build_request(
             method, self.server + target, content=body or None, headers=dict(headers or {})
         )
@@ -223,6 +263,12 @@ class ApiClient:
             sent = request.url.raw_path.decode("ascii")
             request.headers["X-Bgc-Timestamp"] = stamp
             request.headers["X-Bgc-Signature"] = sign(self.secret, stamp, method, sent, body)
+        return request
+
+    def _send(
+        self, method: str, target: str, body: bytes = b"", headers: Mapping[str, str] | None = None
+    ) -> httpx.Response:
+        request = self._request(method, target, body, headers)
         try:
             return self._http.send(request)
         except httpx.TimeoutException:
@@ -276,46 +322,134 @@ def _member_id(response: httpx.Response, name: str) -> int:
     return value
 
 
-def enqueue_all(api: ApiClient, options: SubmitOptions, err: TextIO) -> Tally:
+@dataclass(frozen=True)
+class Submitted:
+    tally: Tally
+    ids: frozenset[int]  # enqueued, or named by a 409: what ``--wait`` waits for
+
+
+def enqueue_all(api: ApiClient, options: SubmitOptions, err: TextIO) -> Submitted:
     enqueued = duplicates = rejected = 0
+    ids: set[int] = set()
     for line in options.lines:
         answer = api.enqueue(options.job_id, line.url)
         if answer.result_id is None:
             rejected += 1
             print(rejection_line(line, answer.problem), file=err)
-        elif answer.created:
+            continue
+        ids.add(answer.result_id)
+        if answer.created:
             enqueued += 1
         else:
             duplicates += 1
-    return Tally(enqueued, duplicates, rejected)
+    return Submitted(Tally(enqueued, duplicates, rejected), frozenset(ids))
 
 
-def wait_for_job(
+Results = dict[int, dict[str, Any]]
+
+
+def _all_terminal(results: Results, ids: frozenset[int]) -> bool:
+    return all(str(results.get(i, {}).get("status")) in TERMINAL for i in ids)
+
+
+def _ours(items: Iterable[dict[str, Any]], ids: frozenset[int]) -> Results:
+    return {item["id"]: item for item in items if item.get("id") in ids}
+
+
+def follow_stream(
     api: ApiClient,
     job_id: str,
-    printer: ProgressPrinter,
+    ids: frozenset[int],
+    display: WaitDisplay,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Results:
+    """Follow the job's stream until every result of ``ids`` is terminal; answer their states.
+
+    Raises `StreamUnavailable` when the stream cannot be had, or is lost (or cannot be
+    reopened) `STREAM_RESUMES` + 1 times in a row without a result event in between.
+    """
+    results: Results = {}
+    position: str | None = None
+    listed = False
+    losses = 0
+    while True:
+        try:
+            with api.stream(job_id, position) as source:
+                for event in source.iter_sse():
+                    if event.event == "ready" and not listed:
+                        # after `ready`: every change since is an event, so nothing falls between
+                        snapshot = api.list_job(job_id, None)
+                        assert snapshot is not None  # no If-None-Match: never a 304
+                        results.update(_ours(snapshot.items, ids))
+                        listed = True
+                    elif event.event == "result":
+                        losses = 0  # a stream that only ever says `ready` is not followed forever
+                        item = event.json()
+                        if isinstance(item, dict) and item.get("id") in ids:
+                            results[item["id"]] = item
+                    if event.id and (event.event != "ready" or position is None):
+                        # A resumed stream's `ready` may name a position past the replay that
+                        # follows it: taking it, a drop mid-replay would skip the rest.
+                        position = event.id
+                    if not listed:
+                        continue
+                    if _all_terminal(results, ids):
+                        display.show(results.values(), final=True)
+                        return results
+                    display.show(results.values())
+        except httpx_sse.SSEError:
+            raise StreamUnavailable("the stream is not an event stream") from None
+        except (httpx.TransportError, ValueError):
+            pass  # lost mid-stream, or an event that is not JSON: resume, a few times
+        # a stream that ends (the service shutting down gracefully) is resumed the same way
+        losses += 1
+        if losses > STREAM_RESUMES:
+            raise StreamUnavailable("the stream was lost")
+        sleep(RESUME_PAUSE_SECONDS * losses)  # a service restarting gets a moment
+
+
+def poll_list(
+    api: ApiClient,
+    job_id: str,
+    ids: frozenset[int],
+    display: WaitDisplay,
     *,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-) -> list[dict[str, Any]]:
-    """Poll the job's results until all are terminal, showing progress; answer them."""
-    meter = RateMeter()
+) -> Results:
+    """Poll the job's list until every result of ``ids`` is terminal; answer their states."""
     snapshot: JobSnapshot | None = None
     while True:
         polled_at = clock()
         fresh = api.list_job(job_id, snapshot.etag if snapshot else None)
         snapshot = fresh or snapshot
         assert snapshot is not None  # the first poll sends no If-None-Match: never a 304
-        counts = Counts.of(str(item.get("status")) for item in snapshot.items)
-        meter.add(polled_at, counts.done)
-        rate = meter.rate()
-        transfer = Transfer.of(snapshot.items)
-        line = progress_line(counts, rate, eta_seconds(counts.remaining, rate), transfer)
-        if counts.remaining == 0:
-            printer.show(line, polled_at, final=True)
-            return snapshot.items
-        printer.show(line, polled_at)
+        results = _ours(snapshot.items, ids)
+        if _all_terminal(results, ids):
+            display.show(results.values(), final=True)
+            return results
+        display.show(results.values())
         sleep(max(0.0, polled_at + POLL_SECONDS - clock()))
+
+
+def wait_for(
+    api: ApiClient, job_id: str, ids: frozenset[int], display: WaitDisplay, *, stream: bool = True
+) -> list[dict[str, Any]]:
+    """The submitted results once all are terminal, in id order: followed live when the
+    service streams, else polled."""
+    results: Results | None = None
+    if not ids:  # every line rejected: nothing to wait for
+        display.show([], final=True)
+        return []
+    if stream:
+        try:
+            results = follow_stream(api, job_id, ids, display)
+        except StreamUnavailable:
+            results = None
+    if results is None:
+        results = poll_list(api, job_id, ids, display)
+    return [results[i] for i in sorted(ids)]
 
 
 def submit(options: SubmitOptions, *, out: TextIO, err: TextIO) -> int:
@@ -324,16 +458,12 @@ def submit(options: SubmitOptions, *, out: TextIO, err: TextIO) -> int:
     Raises `ServerUnreachable` or `ServerRefused` when it cannot go on.
     """
     with ApiClient(options.server, options.secret) as api:
-        tally = enqueue_all(api, options, err)
+        submitted = enqueue_all(api, options, err)
+        tally = submitted.tally
         print(enqueue_summary(options.job_id, tally), file=out, flush=True)
         if not options.wait:
             return 1 if tally.rejected else 0
-
-        def write(text: str) -> None:
-            err.write(text)
-            err.flush()
-
-        items = wait_for_job(api, options.job_id, ProgressPrinter(write, err.isatty()))
-    lines, failing = final_report(options.job_id, tally, items)
-    print("\n".join(lines), file=out)
+        with WaitDisplay(err, len(submitted.ids)) as display:
+            items = wait_for(api, options.job_id, submitted.ids, display)
+    failing = print_report(out, options.job_id, tally, items)
     return 1 if failing else 0
