@@ -1,4 +1,4 @@
-"""A small bgchallenge API on loopback that streams as api.md's "Live results" says, scripted.
+"""A small bgchallenge API on loopback that streams as the service's /results/stream does, scripted.
 
 For testing what ``submit --wait`` does with a stream before (or without) the service's own:
 HTTP/1.1 by hand over a trio socket, so a test decides each stream connection's events and how
