@@ -47,6 +47,8 @@ class Settings:
     db_pool_size: int = 10
     s3_threads: int = 16
     progress_seconds: float = 1.0
+    stream_max: int = 1000
+    stream_keep_alive_seconds: float = 15.0  # api.md's bound; not read from the environment
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -78,6 +80,7 @@ class Settings:
             progress_seconds=reader.get(
                 "BGC_PROGRESS_SECONDS", _progress_seconds, cls.progress_seconds
             ),
+            stream_max=reader.get("BGC_STREAM_MAX", _int_in(1, 1_000_000), cls.stream_max),
         )
         if reader.problems:
             raise SettingsError(reader.problems)
