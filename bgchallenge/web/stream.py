@@ -76,7 +76,7 @@ class StreamHub:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Listen and fan out until cancelled; on ``shutdown``, end every stream."""
+        """Listen and fan out until ``shutdown`` (or cancelled); then end every stream."""
         async with trio.open_nursery() as nursery:
             await nursery.start(
                 serve_listener,
@@ -91,6 +91,7 @@ class StreamHub:
             self._shutdown.set()
             for subscription in list(self._subscriptions):
                 self._drop(subscription)
+            nursery.cancel_scope.cancel()  # no stream opens from now on: nothing to listen for
 
     async def _fan_out(self) -> None:
         while True:
