@@ -67,4 +67,4 @@ async def test_a_reader_reading_nothing_while_5000_results_change_keeps_rss_flat
             await trio.to_thread.run_sync(change_all, 4)
             after = web.rss_kib("VmRSS")
     print(f"RSS before {before} KiB, after {after} KiB")
-    assert after - before < 16 * 1024
+    assert after - before < 5 * 1024  # unbounded, it grew by 10 MiB here
