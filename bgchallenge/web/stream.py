@@ -82,8 +82,8 @@ class StreamHub:
                 serve_listener,
                 database,
                 [CHANGES_CHANNEL],
-                self._changed.set,  # after a reconnect, read what a lost NOTIFY announced
-                lambda channel, payload: self._changed.set(),
+                self._wake,  # after a reconnect, read what a lost NOTIFY announced
+                lambda channel, payload: self._wake(),
             )
             nursery.start_soon(self._fan_out)
             task_status.started()
@@ -92,6 +92,9 @@ class StreamHub:
             for subscription in list(self._subscriptions):
                 self._drop(subscription)
             nursery.cancel_scope.cancel()  # no stream opens from now on: nothing to listen for
+
+    def _wake(self) -> None:
+        self._changed.set()  # the current event: _fan_out replaces it after each wake-up
 
     async def _fan_out(self) -> None:
         while True:
@@ -104,7 +107,7 @@ class StreamHub:
             except DatabaseUnavailable as exc:
                 log.warning("stream fan-out: database unavailable", extra={"error": str(exc)})
                 await trio.sleep(RETRY_SECONDS)
-                self._changed.set()
+                self._wake()
                 continue
             # No await from here on: a stream subscribing now starts at the new position.
             self._position = batch.until if self._subscriptions else None
