@@ -168,6 +168,7 @@ class Results:
             {
                 "job_id": job_id,
                 "since": position.base.text(),
+                "since_xip": [str(xid) for xid in position.base.xip],
                 "sent": position.until.text() if position.until else None,
                 "sent_writer": str(position.cursor[0]) if position.cursor else None,
                 "sent_id": position.cursor[1] if position.cursor else None,
