@@ -84,3 +84,10 @@ def test_progress_seconds() -> None:
     with pytest.raises(SettingsError) as caught:
         Settings.from_env({"BGC_PROGRESS_SECONDS": "often"})
     assert caught.value.problems == ["BGC_PROGRESS_SECONDS: not a number of seconds: 'often'"]
+
+
+def test_stream_max() -> None:
+    assert Settings.from_env({}).stream_max == 1000
+    assert Settings.from_env({"BGC_STREAM_MAX": "3"}).stream_max == 3
+    with pytest.raises(SettingsError, match="BGC_STREAM_MAX"):
+        Settings.from_env({"BGC_STREAM_MAX": "0"})
