@@ -259,3 +259,21 @@ async def test_a_reader_that_falls_behind_is_closed_and_holds_a_bounded_buffer(
                 shutdown.set()
     assert 0 < len(chunks) <= STREAM_BUFFER * 100
     assert hub.open_streams == 0
+
+
+async def test_a_change_committed_while_the_listener_reconnects_is_not_lost(
+    service: RunningService, database_url: str
+) -> None:
+    async with open_stream(service) as stream:
+        await stream.next()
+        await add(database_url, ["before"])
+        await stream.results(1)
+        # The listener's connection drops; the next commit's NOTIFY goes to nobody.
+        await execute(
+            database_url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE query = 'LISTEN bgc_changes'",
+        )
+        await add(database_url, ["meanwhile"])
+        [(_, result)] = await stream.results(1)
+    assert result["url"].endswith("/meanwhile.png")
