@@ -177,18 +177,26 @@ class StreamHub:
             # ready names what the client has: its own position, until the replay is sent
             yield sse_event("ready", encode_stream_position(self.cursor_key, job_id, resume), {})
             state = StreamState(job_id, resume.base)
-            replay = await self.results.changes_since(job_id, resume)
+            try:
+                replay = await self.results.changes_since(job_id, resume)
+            except DatabaseUnavailable as exc:
+                log.warning("stream closed: database unavailable", extra={"error": str(exc)})
+                return  # its client resumes from the same id
             for chunk in self._render(state, replay, job_id):
                 yield chunk
+        # Keep-alive counts from the last bytes written: batches this filter sends nothing of
+        # do not keep a connection alive.
+        written = trio.current_time()
         while True:
             batch: Batch | None = None
             try:
-                with trio.move_on_after(self.keep_alive_seconds):
+                with trio.move_on_at(written + self.keep_alive_seconds):
                     batch = await subscription.receive.receive()
             except trio.EndOfChannel:
                 return  # shutdown, or this reader fell behind
             if batch is None:
                 yield KEEP_ALIVE
+                written = trio.current_time()
                 continue
             try:
                 chunks = self._render(state, batch, job_id)
@@ -197,6 +205,8 @@ class StreamHub:
                 return
             for chunk in chunks:
                 yield chunk
+            if chunks:
+                written = trio.current_time()
 
     def _render(self, state: StreamState, batch: Batch, job_id: str | None) -> list[bytes]:
         return [

@@ -165,17 +165,30 @@ async def test_an_unreadable_position_is_a_400(service: RunningService, database
     assert (await service.client.get("/results/stream?status=queued")).status_code == 400
 
 
-async def test_keep_alive_comments(
+async def test_keep_alive_comments_even_while_other_jobs_change(
     nursery: trio.Nursery, settings: Settings, database_url: str
 ) -> None:
+    """Batches of which this stream sends nothing do not count as keeping it alive."""
     service = await start_service(
-        nursery, dataclasses.replace(settings, stream_keep_alive_seconds=0.05), Role.WEB
+        nursery, dataclasses.replace(settings, stream_keep_alive_seconds=0.3), Role.WEB
     )
+
+    async def busy() -> None:
+        for n in range(10_000):
+            await add(database_url, [str(n)], job="busy")
+            await trio.sleep(0.05)
+
     with trio.fail_after(IO_GUARD_SECONDS):
-        async with service.client.stream("GET", "/results/stream") as response:
+        async with service.client.stream("GET", "/results/stream?jobId=quiet") as response:
             lines = response.aiter_lines()
-            while (await anext(lines)) != ": keep-alive":
-                pass
+            assert (await anext(lines)).startswith("id: ")
+            async with trio.open_nursery() as changes:
+                changes.start_soon(busy)
+                await trio.sleep(0.1)
+                with trio.fail_after(3):
+                    while (await anext(lines)) != ": keep-alive":
+                        pass
+                changes.cancel_scope.cancel()
     service.shutdown.set()
 
 
