@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bgchallenge.domain.enqueue import MAX_JOB_ID_LENGTH, FieldProblem
@@ -124,6 +124,10 @@ class Batch:
     since: Snapshot
     until: Snapshot
     changes: tuple[Change, ...]  # ordered by key
+    # Streams with the same filter and base send the same events: each is encoded once.
+    encoded: dict[tuple[str | None, StreamPosition], bytes] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
 
 class OutOfOrder(Exception):

@@ -209,11 +209,12 @@ class StreamHub:
                 written = trio.current_time()
 
     def _render(self, state: StreamState, batch: Batch, job_id: str | None) -> list[bytes]:
-        return [
-            sse_event(
-                "result",
-                encode_stream_position(self.cursor_key, job_id, position),
-                render_result(change.result),
-            )
-            for position, change in state.take(batch)
-        ]
+        chunks = []
+        for position, change in state.take(batch):
+            chunk = batch.encoded.get((job_id, position))
+            if chunk is None:
+                event_id = encode_stream_position(self.cursor_key, job_id, position)
+                chunk = sse_event("result", event_id, render_result(change.result))
+                batch.encoded[(job_id, position)] = chunk
+            chunks.append(chunk)
+        return chunks
