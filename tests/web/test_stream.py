@@ -290,3 +290,16 @@ async def test_a_change_committed_while_the_listener_reconnects_is_not_lost(
         await add(database_url, ["meanwhile"])
         [(_, result)] = await stream.results(1)
     assert result["url"].endswith("/meanwhile.png")
+
+
+async def test_a_change_no_client_sees_sends_no_event(
+    service: RunningService, database_url: str
+) -> None:
+    async with open_stream(service) as stream:
+        await stream.next()
+        await add(database_url, ["a"])
+        [(_, queued)] = await stream.results(1)
+        await execute(database_url, "UPDATE results SET due_at = now() + interval '1 hour'")
+        await execute(database_url, f"UPDATE results SET {RUNNING}")
+        [(_, running)] = await stream.results(1)  # the next event is the visible change
+    assert (queued["status"], running["status"]) == ("queued", "running")
