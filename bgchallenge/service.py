@@ -30,6 +30,7 @@ from bgchallenge.settings import Settings
 from bgchallenge.storage.s3 import Storage
 from bgchallenge.web.app import WebDependencies, create_app
 from bgchallenge.web.server import serve_http
+from bgchallenge.web.stream import StreamHub
 from bgchallenge.work.fetch import Fetcher
 from bgchallenge.work.workers import WorkContext, serve_workers, worker_identity
 
@@ -136,16 +137,25 @@ async def _run(
                 context = work_context(settings, database, storage, metrics)
                 await nursery.start(serve_workers, context, shutdown)
             # A worker process serves the operations routes (/health, /metrics) only.
+            cursor_key = await results.cursor_key()
             deps = WebDependencies(
                 results,
                 storage,
                 settings.signing_secret,
-                await results.cursor_key(),
+                cursor_key,
                 metrics,
                 enqueue=Batcher(results.enqueue_many),
                 unchanged_since=Batcher(results.unchanged_since),
                 serve_api=role.serves_http,
                 callbacks=settings.webhook_secret is not None,
+                streams=StreamHub(
+                    results,
+                    cursor_key,
+                    max_streams=settings.stream_max,
+                    keep_alive_seconds=settings.stream_keep_alive_seconds,
+                )
+                if role.serves_http
+                else None,
             )
             binds = await nursery.start(serve_web, deps, settings, shutdown)
             log.info("ready", extra={"addresses": binds, "role": role.value})
@@ -160,11 +170,14 @@ async def serve_web(
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """The HTTP server and the batchers behind it (group commit for enqueue, grouped 304
-    checks); they stop after the server, so that every request in flight at shutdown
-    still gets its answer."""
+    checks) and the live streams' listener; they stop after the server, so that every request
+    in flight at shutdown still gets its answer. Shutdown ends the streams at once: hypercorn
+    waits for every response in flight, a stream's included, up to its graceful timeout."""
     async with trio.open_nursery() as nursery:
         await nursery.start(deps.enqueue.serve)
         await nursery.start(deps.unchanged_since.serve)
+        if deps.streams is not None:
+            await nursery.start(deps.streams.serve, deps.results.database, shutdown)
 
         async def http(*, task_status: trio.TaskStatus[list[str]]) -> None:
             await serve_http(

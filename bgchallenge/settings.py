@@ -51,6 +51,8 @@ class Settings:
     progress_seconds: float = 1.0
     webhook_secret: str | None = None  # whsec_<base64>: signs completion callbacks
     callback_delays: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0, 3600.0)
+    stream_max: int = 1000
+    stream_keep_alive_seconds: float = 15.0  # api.md's bound; not read from the environment
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -84,6 +86,7 @@ class Settings:
             ),
             webhook_secret=reader.get("BGC_WEBHOOK_SECRET", _webhook_secret, None),
             callback_delays=reader.get("BGC_CALLBACK_DELAYS", _delays, cls.callback_delays),
+            stream_max=reader.get("BGC_STREAM_MAX", _int_in(1, 1_000_000), cls.stream_max),
         )
         if reader.problems:
             raise SettingsError(reader.problems)

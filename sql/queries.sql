@@ -413,3 +413,38 @@ UPDATE results
  WHERE id = %(id)s AND callback_status = 'pending'
    AND callback_lease_owner = %(owner)s AND callback_attempts = %(attempts)s
 RETURNING callback_status;
+
+-- name: changes_since
+-- The live stream's changes (GET /results/stream): the rows of one job (or of every job) whose
+-- writer the position %(since)s does not see (migration 0003: its xmax on, and its xip list,
+-- passed as an array as well so that the planner probes the writer index for each entry),
+-- less those a resumed event id says were sent already (writer seen by %(sent)s and
+-- (writer, id) up to the cursor), with the statement's own snapshot: the next position. Each
+-- branch is an index range or a few index probes on writer, never a scan of the table.
+-- Answers at least one row; a row whose id is null stands for no change.
+SELECT version.snapshot, changed.*
+  FROM (SELECT pg_current_snapshot()::text AS snapshot) AS version
+  LEFT JOIN LATERAL (
+        SELECT r.id, r.job_id, r.url, r.object_path, r.status, r.attempts, r.error_code,
+               r.error_message, r.storage_bucket, r.storage_key, r.storage_size,
+               r.storage_content_type, r.storage_sha256, r.storage_declared_content_type,
+               r.created_at, r.updated_at, r.started_at, r.ended_at, r.canceled_at,
+               r.url_expires_at, r.progress_received_bytes, r.progress_total_bytes,
+               r.callback_url, r.callback_status, r.callback_attempts, r.callback_last_error,
+               r.writer::text AS writer
+          FROM (SELECT * FROM results
+                 WHERE writer >= pg_snapshot_xmax(%(since)s::pg_snapshot)
+                   AND (%(job_id)s::text IS NULL OR job_id = %(job_id)s::text)
+                UNION ALL
+                SELECT * FROM results
+                 WHERE writer = ANY (%(since_xip)s::text[]::xid8[])
+                   AND (%(job_id)s::text IS NULL OR job_id = %(job_id)s::text)
+               ) AS r
+         WHERE (%(sent)s::pg_snapshot IS NULL
+                OR NOT (pg_visible_in_snapshot(r.writer, %(sent)s::pg_snapshot)
+                        AND (r.writer, r.id) <= (%(sent_writer)s::xid8, %(sent_id)s::bigint)))
+  ) AS changed ON true
+ ORDER BY changed.writer::xid8, changed.id;
+
+-- name: current_snapshot
+SELECT pg_current_snapshot()::text AS snapshot;

@@ -11,6 +11,7 @@ from bgchallenge.domain.callbacks import Delivery
 from bgchallenge.domain.enqueue import EnqueueRequest
 from bgchallenge.domain.listing import ListQuery, Snapshot
 from bgchallenge.domain.results import Claim, Progress, Result, Status, StoredObject
+from bgchallenge.domain.stream import Batch, Change, StreamPosition
 
 # A concurrent insert of the same identity can commit between the statement's snapshot and
 # its insert; the statement then sees neither row. Running it again always sees one.
@@ -157,6 +158,31 @@ class Results:
     async def get(self, result_id: int) -> Result | None:
         row = await self.database.fetch_one("get_result", {"id": result_id})
         return Result.from_row(row) if row else None
+
+    async def current_snapshot(self) -> Snapshot:
+        row = await self.database.fetch_one("current_snapshot")
+        assert row is not None
+        return Snapshot.parse(row["snapshot"])
+
+    async def changes_since(self, job_id: str | None, position: StreamPosition) -> Batch:
+        """The results (of one job, or all) changed after ``position``, as of one snapshot."""
+        rows = await self.database.fetch_all(
+            "changes_since",
+            {
+                "job_id": job_id,
+                "since": position.base.text(),
+                "since_xip": [str(xid) for xid in position.base.xip],
+                "sent": position.until.text() if position.until else None,
+                "sent_writer": str(position.cursor[0]) if position.cursor else None,
+                "sent_id": position.cursor[1] if position.cursor else None,
+            },
+        )
+        changes = tuple(
+            Change(int(row["writer"]), Result.from_row(row))
+            for row in rows
+            if row["id"] is not None
+        )
+        return Batch(position.base, Snapshot.parse(rows[0]["snapshot"]), changes)
 
 
 class Attempts:

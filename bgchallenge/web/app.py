@@ -31,6 +31,7 @@ from bgchallenge.domain.listing import (
     parse_list_query,
 )
 from bgchallenge.domain.results import render_result
+from bgchallenge.domain.stream import decode_stream_position, parse_stream_query
 from bgchallenge.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bgchallenge.metrics import Metrics
 from bgchallenge.storage.s3 import Storage
@@ -38,6 +39,7 @@ from bgchallenge.web.filters import check_body, check_signature, raw_body, recei
 from bgchallenge.web.openapi import register_openapi
 from bgchallenge.web.problems import json_response, not_modified, problem
 from bgchallenge.web.recent import Recent
+from bgchallenge.web.stream import StreamHub, StreamsFull
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,7 @@ class WebDependencies:
     unchanged_since: Batcher[tuple[str | None, Snapshot], bool]
     serve_api: bool = True  # False: only the operations routes (a worker process)
     callbacks: bool = False  # whether enqueue accepts a callbackUrl (BGC_WEBHOOK_SECRET is set)
+    streams: StreamHub | None = None  # GET /results/stream (the API's processes)
 
 
 def create_app(deps: WebDependencies) -> QuartTrio:
@@ -224,6 +227,45 @@ def _add_api_routes(app: QuartTrio, deps: WebDependencies) -> None:
         )
         body = {"items": [render_result(r) for r in page.results], "nextCursor": next_cursor}
         return json_response(body, headers={"ETag": etag, "Cache-Control": "no-cache"})
+
+    @app.get("/results/stream")
+    async def stream() -> Response:
+        try:
+            job_id = parse_stream_query(request.args.to_dict(flat=False))
+        except InvalidQuery as exc:
+            return problem(
+                400,
+                "the query is not a valid stream request",
+                kind="invalid-query",
+                errors=[p.render() for p in exc.problems],
+            )
+        last_event_id = request.headers.get("Last-Event-ID", "").strip()
+        resume = None
+        if last_event_id:
+            resume = decode_stream_position(deps.cursor_key, job_id, last_event_id)
+            if resume is None:
+                return problem(
+                    400,
+                    "Last-Event-ID is not a position this service issued for this stream",
+                    kind="invalid-position",
+                )
+        assert deps.streams is not None, "the API's processes serve streams"
+        try:
+            deps.streams.check_room()
+        except StreamsFull:
+            return problem(
+                503,
+                "too many open streams; try again",
+                kind="unavailable",
+                headers={"Retry-After": "5"},
+            )
+        response = Response(
+            deps.streams.events(job_id, resume),
+            content_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        response.timeout = None  # Quart's RESPONSE_TIMEOUT would cut a stream after 60 s
+        return response
 
     @app.post(f"/results/<{RESULT_ID}:result_id>/cancel")
     async def cancel(result_id: int) -> Response:

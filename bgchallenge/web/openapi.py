@@ -545,6 +545,67 @@ def _result_operations() -> dict[str, Any]:
                 },
             }
         },
+        "/results/stream": {
+            "get": {
+                "operationId": "streamResults",
+                "summary": "Follow results live (Server-Sent Events)",
+                "description": "`event: ready` first (`id:` the current position, `data: {}`), "
+                "then one `event: result` per committed change of a matching result, in commit "
+                "order: `id:` its position (opaque), `data:` the result as `GET /results/{id}` "
+                "renders it. A comment `: keep-alive` at least every 15 s. With "
+                "`Last-Event-ID`, the current state of every matching result changed since "
+                "that position comes first, then live events: nothing missed, nothing twice "
+                "(intermediate states may be folded into the latest). A reader that falls "
+                "too far behind is disconnected and resumes with `Last-Event-ID`; a graceful "
+                "shutdown ends the stream.",
+                "parameters": [
+                    {
+                        "name": "jobId",
+                        "in": "query",
+                        "schema": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": MAX_JOB_ID_LENGTH,
+                        },
+                        "description": "only this job's results",
+                    },
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "schema": {"type": "string"},
+                        "description": "the `id:` of the last event received on a stream "
+                        "with the same jobId: resume after it",
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The stream (it does not end until the client leaves, "
+                        "the service shuts down, or the reader falls behind).",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        "headers": {"Cache-Control": cache_control},
+                    },
+                    "400": _problem(
+                        "Problem",
+                        "A jobId that is empty or too long, a repeated jobId or an unknown "
+                        "parameter (with `errors`, as a ValidationProblem), or a Last-Event-ID "
+                        "that is not a position this service issued for a stream with the same "
+                        "jobId.",
+                    ),
+                    "503": _problem(
+                        "Problem",
+                        "The process has BGC_STREAM_MAX streams open already (or is shutting "
+                        "down), or PostgreSQL is not answering; try again.",
+                        headers={
+                            "Retry-After": {
+                                "required": True,
+                                "description": "seconds",
+                                "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                            }
+                        },
+                    ),
+                },
+            }
+        },
         "/results/{id}": {
             "get": {
                 "operationId": "getResult",
@@ -641,7 +702,7 @@ def openapi_document() -> dict[str, Any]:
                 # Whatever the route, the sign-here filter (when on) and the database can refuse.
                 operation["security"] = signed
                 operation["responses"]["401"] = _response_ref("Unsigned")
-                operation["responses"]["503"] = _response_ref("DatabaseUnavailable")
+                operation["responses"].setdefault("503", _response_ref("DatabaseUnavailable"))
             else:
                 operation["security"] = []
             operation["responses"] = dict(sorted(operation["responses"].items()))

@@ -104,3 +104,10 @@ def test_a_webhook_secret_must_be_whsec_base64(secret: str) -> None:
         Settings.from_env({"BGC_WEBHOOK_SECRET": secret})
     (problem,) = caught.value.problems
     assert problem.startswith("BGC_WEBHOOK_SECRET: must be whsec_ followed by a base64 key")
+
+
+def test_stream_max() -> None:
+    assert Settings.from_env({}).stream_max == 1000
+    assert Settings.from_env({"BGC_STREAM_MAX": "3"}).stream_max == 3
+    with pytest.raises(SettingsError, match="BGC_STREAM_MAX"):
+        Settings.from_env({"BGC_STREAM_MAX": "0"})
