@@ -52,7 +52,8 @@ class Settings:
     webhook_secret: str | None = None  # whsec_<base64>: signs completion callbacks
     callback_delays: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0, 3600.0)
     stream_max: int = 1000
-    stream_keep_alive_seconds: float = 15.0  # api.md's bound; not read from the environment
+    # the keep-alive interval the stream promises; tests shorten it, the environment cannot
+    stream_keep_alive_seconds: float = 15.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:

@@ -6,8 +6,8 @@ A *batch* is what one read of the changes answers: every result whose writer (mi
 the read's lower bound ``since`` does not see, in its state as of the read's own snapshot
 ``until``, ordered by (writer, id). Batches of one process follow each other: the next one's
 ``since`` is the last one's ``until``. Within a batch a result appears once, in its latest state
-(api.md lets intermediate states fold into the latest); its changes are all later than every
-change of the batches before, so a stream that sends batches in order sends each result's
+(the stream's contract lets intermediate states fold into the latest); its changes are all later
+than every change of the batches before, so a stream that sends batches in order sends each result's
 changes in commit order.
 
 An event id says which changes its client has: a plain position ``B`` means "the state of every
