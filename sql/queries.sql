@@ -1,17 +1,21 @@
 -- Every query the service runs, by name. Loaded once by bgchallenge/db/queries.py.
--- Parameters are psycopg's named placeholders.
+-- Parameters are psycopg's named placeholders; {fragment} stands for a fragment below.
+
+-- fragment: result_columns
+-- What a client sees of a result (domain/results.py Result.from_row): never source_url (a
+-- presigned credential), nor the worker's lease, nor the callback's full URL.
+id, job_id, url, object_path, status, attempts, error_code, error_message,
+storage_bucket, storage_key, storage_size, storage_content_type, storage_sha256,
+storage_declared_content_type,
+created_at, updated_at, started_at, ended_at, canceled_at, url_expires_at,
+progress_received_bytes, progress_total_bytes,
+callback_url, callback_status, callback_attempts, callback_last_error
 
 -- name: ping
 SELECT 1 AS ok;
 
 -- name: get_result
--- The web side lists the columns a client sees: never source_url (a presigned credential).
-SELECT id, job_id, url, object_path, status, attempts, error_code, error_message,
-       storage_bucket, storage_key, storage_size, storage_content_type, storage_sha256,
-       storage_declared_content_type,
-       created_at, updated_at, started_at, ended_at, canceled_at, url_expires_at,
-       progress_received_bytes, progress_total_bytes,
-       callback_url, callback_status, callback_attempts, callback_last_error
+SELECT {result_columns}
   FROM results WHERE id = %(id)s;
 
 -- name: claim_due
@@ -180,12 +184,7 @@ RETURNING r.id, r.job_id, r.status;
 SELECT version.snapshot, page.*
   FROM (SELECT pg_current_snapshot()::text AS snapshot) AS version
   LEFT JOIN LATERAL (
-        SELECT id, job_id, url, object_path, status, attempts, error_code, error_message,
-               storage_bucket, storage_key, storage_size, storage_content_type, storage_sha256,
-               storage_declared_content_type,
-               created_at, updated_at, started_at, ended_at, canceled_at, url_expires_at,
-               progress_received_bytes, progress_total_bytes,
-               callback_url, callback_status, callback_attempts, callback_last_error
+        SELECT {result_columns}
           FROM results
          WHERE id > %(after_id)s
            AND (%(job_id)s::text IS NULL OR job_id = %(job_id)s::text)
@@ -206,12 +205,7 @@ UPDATE results
    SET status = 'canceled', canceled_at = clock_timestamp(), ended_at = clock_timestamp(),
        source_url = NULL, updated_at = clock_timestamp()
  WHERE id = %(id)s AND status = 'queued'
-RETURNING id, job_id, url, object_path, status, attempts, error_code, error_message,
-          storage_bucket, storage_key, storage_size, storage_content_type, storage_sha256,
-          storage_declared_content_type,
-          created_at, updated_at, started_at, ended_at, canceled_at, url_expires_at,
-          progress_received_bytes, progress_total_bytes,
-          callback_url, callback_status, callback_attempts, callback_last_error;
+RETURNING {result_columns};
 
 -- name: request_cancel
 -- A running result: the results_cancel_requested trigger notifies every worker process; the
@@ -219,12 +213,7 @@ RETURNING id, job_id, url, object_path, status, attempts, error_code, error_mess
 -- notification be missed).
 UPDATE results SET cancel_requested = true
  WHERE id = %(id)s AND status = 'running'
-RETURNING id, job_id, url, object_path, status, attempts, error_code, error_message,
-          storage_bucket, storage_key, storage_size, storage_content_type, storage_sha256,
-          storage_declared_content_type,
-          created_at, updated_at, started_at, ended_at, canceled_at, url_expires_at,
-          progress_received_bytes, progress_total_bytes,
-          callback_url, callback_status, callback_attempts, callback_last_error;
+RETURNING {result_columns};
 
 -- name: record_canceled
 UPDATE results
@@ -300,23 +289,14 @@ WITH input AS (
            CASE WHEN callback_url IS NOT NULL THEN 'pending' END
       FROM input ORDER BY job_id, host, object_path, position
     ON CONFLICT ON CONSTRAINT results_identity DO NOTHING
-    RETURNING id, job_id, host, url, object_path, status, attempts, error_code, error_message,
-              storage_bucket, storage_key, storage_size, storage_content_type, storage_sha256,
-              storage_declared_content_type,
-              created_at, updated_at, started_at, ended_at, canceled_at, url_expires_at,
-              callback_url, callback_status, callback_attempts, callback_last_error
+    RETURNING host, {result_columns}
 )
 SELECT true AS inserted, * FROM inserted
 UNION ALL
-SELECT false AS inserted, r.id, r.job_id, r.host, r.url, r.object_path, r.status, r.attempts,
-       r.error_code, r.error_message, r.storage_bucket, r.storage_key, r.storage_size,
-       r.storage_content_type, r.storage_sha256, r.storage_declared_content_type,
-       r.created_at, r.updated_at, r.started_at,
-       r.ended_at, r.canceled_at, r.url_expires_at,
-       r.callback_url, r.callback_status, r.callback_attempts, r.callback_last_error
-  FROM results AS r
+SELECT false AS inserted, host, {result_columns}
+  FROM results
   JOIN (SELECT DISTINCT job_id, host, object_path FROM input) AS i
-    ON (r.job_id, r.host, r.object_path) = (i.job_id, i.host, i.object_path);
+ USING (job_id, host, object_path);
 
 -- name: unchanged_since
 -- Many 304 checks at once (conditional lists arriving together share one statement): for each
@@ -425,13 +405,7 @@ RETURNING callback_status;
 SELECT version.snapshot, changed.*
   FROM (SELECT pg_current_snapshot()::text AS snapshot) AS version
   LEFT JOIN LATERAL (
-        SELECT r.id, r.job_id, r.url, r.object_path, r.status, r.attempts, r.error_code,
-               r.error_message, r.storage_bucket, r.storage_key, r.storage_size,
-               r.storage_content_type, r.storage_sha256, r.storage_declared_content_type,
-               r.created_at, r.updated_at, r.started_at, r.ended_at, r.canceled_at,
-               r.url_expires_at, r.progress_received_bytes, r.progress_total_bytes,
-               r.callback_url, r.callback_status, r.callback_attempts, r.callback_last_error,
-               r.writer::text AS writer
+        SELECT {result_columns}, r.writer::text AS writer
           FROM (SELECT * FROM results
                  WHERE writer >= pg_snapshot_xmax(%(since)s::pg_snapshot)
                    AND (%(job_id)s::text IS NULL OR job_id = %(job_id)s::text)
