@@ -37,7 +37,7 @@ from bgchallenge.metrics import Metrics
 from bgchallenge.storage.s3 import Storage
 from bgchallenge.web.filters import check_body, check_signature, raw_body, receive_body
 from bgchallenge.web.openapi import register_openapi
-from bgchallenge.web.problems import json_response, not_modified, problem
+from bgchallenge.web.problems import invalid, json_response, not_modified, problem
 from bgchallenge.web.recent import Recent
 from bgchallenge.web.stream import StreamHub, StreamsFull
 
@@ -177,12 +177,7 @@ def _add_api_routes(app: QuartTrio, deps: WebDependencies) -> None:
         except NotAnObject as exc:
             return problem(400, str(exc), kind="single-object-required")
         except InvalidBody as exc:
-            return problem(
-                400,
-                "the body is not a valid enqueue request",
-                kind="invalid-body",
-                errors=[p.render() for p in exc.problems],
-            )
+            return invalid("the body is not a valid enqueue request", "invalid-body", exc.problems)
         outcome = await deps.enqueue(parsed)
         result = outcome.result
         if not outcome.created:
@@ -205,12 +200,7 @@ def _add_api_routes(app: QuartTrio, deps: WebDependencies) -> None:
         try:
             query = parse_list_query(request.args.to_dict(flat=False), deps.cursor_key)
         except InvalidQuery as exc:
-            return problem(
-                400,
-                "the query is not a valid list request",
-                kind="invalid-query",
-                errors=[p.render() for p in exc.problems],
-            )
+            return invalid("the query is not a valid list request", "invalid-query", exc.problems)
         if_none_match = request.headers.get("If-None-Match")
         if if_none_match is not None:
             # The cheap check first: a few index probes, no page. Our own ETags only (a few:
@@ -233,12 +223,7 @@ def _add_api_routes(app: QuartTrio, deps: WebDependencies) -> None:
         try:
             job_id = parse_stream_query(request.args.to_dict(flat=False))
         except InvalidQuery as exc:
-            return problem(
-                400,
-                "the query is not a valid stream request",
-                kind="invalid-query",
-                errors=[p.render() for p in exc.problems],
-            )
+            return invalid("the query is not a valid stream request", "invalid-query", exc.problems)
         last_event_id = request.headers.get("Last-Event-ID", "").strip()
         resume = None
         if last_event_id:

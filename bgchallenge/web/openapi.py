@@ -29,6 +29,14 @@ DOCS_CSP = "default-src 'none'; style-src 'unsafe-inline'"
 
 Schema = dict[str, Any]
 
+# The filter that /results/list and /results/stream share.
+_JOB_ID_PARAMETER: Schema = {
+    "name": "jobId",
+    "in": "query",
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_JOB_ID_LENGTH},
+    "description": "only this job's results",
+}
+
 
 def _ref(name: str) -> Schema:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -482,16 +490,7 @@ def _result_operations() -> dict[str, Any]:
                 "exactly once. Send the ETag back in If-None-Match to get 304 while nothing "
                 "the query could return has changed.",
                 "parameters": [
-                    {
-                        "name": "jobId",
-                        "in": "query",
-                        "schema": {
-                            "type": "string",
-                            "minLength": 1,
-                            "maxLength": MAX_JOB_ID_LENGTH,
-                        },
-                        "description": "only this job's results",
-                    },
+                    _JOB_ID_PARAMETER,
                     {
                         "name": "status",
                         "in": "query",
@@ -559,16 +558,7 @@ def _result_operations() -> dict[str, Any]:
                 "too far behind is disconnected and resumes with `Last-Event-ID`; a graceful "
                 "shutdown ends the stream.",
                 "parameters": [
-                    {
-                        "name": "jobId",
-                        "in": "query",
-                        "schema": {
-                            "type": "string",
-                            "minLength": 1,
-                            "maxLength": MAX_JOB_ID_LENGTH,
-                        },
-                        "description": "only this job's results",
-                    },
+                    _JOB_ID_PARAMETER,
                     {
                         "name": "Last-Event-ID",
                         "in": "header",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Any
 
@@ -31,6 +32,11 @@ def problem(
     return Response(
         json.dumps(body), status=status, content_type=PROBLEM_JSON, headers=headers or {}
     )
+
+
+def invalid(detail: str, kind: str, problems: Iterable[Any]) -> Response:
+    """A 400 listing each field problem (the domain's ``FieldProblem``s) in ``errors``."""
+    return problem(400, detail, kind=kind, errors=[p.render() for p in problems])
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

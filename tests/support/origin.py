@@ -63,6 +63,17 @@ def body_sha256(size: int) -> str:
     return digest.hexdigest()
 
 
+async def answer_lifespan(receive: Any, send: Send) -> None:
+    """The ASGI lifespan protocol of a test server with nothing to start or stop."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 class Origin:
     def __init__(self) -> None:
         self.requests: Counter[tuple[str, str]] = Counter()
@@ -93,13 +104,8 @@ class Origin:
 
     async def __call__(self, scope: Scope, receive: Any, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await answer_lifespan(receive, send)
+            return
         name = scope["path"].rsplit("/", 1)[-1]
         method = scope["method"]
         self.requests[(method, name)] += 1

@@ -10,7 +10,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
-from tests.support.origin import Scope, Send
+from tests.support.origin import Scope, Send, answer_lifespan
 
 
 @dataclass
@@ -42,13 +42,8 @@ class Receiver:
 
     async def __call__(self, scope: Scope, receive: Any, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await answer_lifespan(receive, send)
+            return
         body = b""
         while True:
             message = await receive()
