@@ -20,7 +20,7 @@ Errors, each carrying one clear line for stderr::
      ├── ServerUnreachable   connection refused, name not found, no answer in time: exit 1
      └── ServerRefused       an answer the command cannot go on after (401, 5xx, not our API)
 
-Choices where the contract is silent:
+Choices where docs/http.md is silent:
 
 - ``--wait`` waits for the results this run submitted: the ids it enqueued and the existing ids
   its ``409`` answers named. Other results of the job (enqueued earlier or by others) are not

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-# Each attempt's wait for an answer (the contract's 10 s).
+# Each attempt's wait for an answer (10 s, as docs/http.md says).
 CALLBACK_TIMEOUT_SECONDS = 10.0
 
 

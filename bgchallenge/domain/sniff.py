@@ -2,7 +2,7 @@
 nothing. Pure: the caller gives the prefix (the first `SNIFF_BYTES`, or the whole body when it
 is shorter) and stores the answer as the object's ``Content-Type``.
 
-Written here rather than taken from PyPI (bench/README.md, "Content check", has the numbers):
+Written here rather than taken from PyPI (docs/benchmarks.md, "Content check", has the numbers):
 ``filetype`` (last release 2022) knows no SVG, nor the ``avis``/``heix`` brands or a bare
 ``mif1``/``msf1``, and takes two or three bytes as proof (``BM``, ``GIF``); ``puremagic`` finds
 an SVG only when it starts with ``<svg`` or one exact XML declaration, or from the file's *end*

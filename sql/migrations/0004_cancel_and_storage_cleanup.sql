@@ -29,7 +29,7 @@ CREATE TRIGGER results_ended_unsucceeded
     EXECUTE FUNCTION results_require_storage_cleanup();
 
 -- Results a cancel was requested for and that were queued again before this migration (the
--- old retry path kept the flag): they end now, as the contract says.
+-- old retry path kept the flag): they end now, as docs/http.md says.
 UPDATE results
    SET status = 'canceled', canceled_at = clock_timestamp(), ended_at = clock_timestamp(),
        source_url = NULL, updated_at = clock_timestamp()
