@@ -83,7 +83,7 @@ async def test_cancel_racing_a_claim_ends_in_exactly_one_outcome(
                 clients.start_soon(enqueue_and_cancel, n)
         rows = await wait_until_terminal(database_url, 200, within=40)
         succeeded = {row["id"] for row in rows if row["status"] == "succeeded"}
-        # A canceled attempt's object goes right after its state is recorded (README, "Nothing
+        # A canceled attempt's object goes right after its state is recorded (docs/http.md, "Nothing
         # stays in the bucket"): wait for that, bounded by the guard.
         await eventually(lambda: stored_ids() == succeeded)
     outcomes = {row["id"]: row["status"] for row in rows}

@@ -2,7 +2,7 @@
 
 A trickling origin holds a worker for a bounded time only; a compressed body is refused before
 a byte is stored; and what a client reads in `error.message` tells it nothing about the
-service's network (README, "Failures" and "Network safety").
+service's network (docs/http.md, "Failure codes" and "Network safety").
 """
 
 from __future__ import annotations

@@ -134,7 +134,7 @@ async def test_a_worker_process_serves_health_and_metrics_only(settings: Setting
 
 
 def start_honcho(settings: Settings, base_port: int, **env: str) -> subprocess.Popen[str]:
-    """``honcho start web worker`` on the repository's Procfile, as the README says to run it."""
+    """``honcho start web worker`` on the repository's Procfile, as docs/operations.md runs it."""
     environment = service_environment(settings, **env)
     environment.pop("PORT")
     environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment.get('PATH', '')}"
@@ -207,7 +207,7 @@ async def test_under_honcho_a_short_grace_hands_a_running_download_back(
     settings: Settings, origin: Origin, database_url: str
 ) -> None:
     """honcho SIGKILLs what still runs 5 s after the first process exits (the web one, at once):
-    with the README's BGC_GRACE_SECONDS=2 the worker still stops on its own, handing back."""
+    with BGC_GRACE_SECONDS=2 (docs/operations.md) the worker stops on its own, handing back."""
     base_port = free_port()
     honcho = start_honcho(settings, base_port, BGC_GRACE_SECONDS="2")
     try:

@@ -199,7 +199,7 @@ async def test_memory_for_eight_concurrent_20_mib_downloads(
     assert growth_mib < 64, f"peak RSS grew by {growth_mib:.1f} MiB"
 
 
-# Signals during start-up and shutdown (README, "Shutdown"). "Promptly" is a bound on
+# Signals during start-up and shutdown (docs/operations.md, "Shutdown"). "Promptly" is a bound on
 # behaviour, not a performance claim: without the fixes these processes wait minutes or forever.
 PROMPTLY = 5.0
 
@@ -314,7 +314,8 @@ async def test_a_graceful_stop_ends_in_bounded_time_when_postgresql_stops_answer
     spawn: Spawn, settings: Settings, origin: Origin, database_url: str, nursery: trio.Nursery
 ) -> None:
     """Lease renewals, the hand-back, the listener and the pool all wait on a server that
-    accepts and acknowledges but never answers; each wait is bounded (README, "Shutdown")."""
+    accepts and acknowledges but never answers; each wait is bounded (docs/operations.md,
+    "Shutdown")."""
     proxy = PostgresProxy(database_url)
     await nursery.start(proxy.serve)
     own = dataclasses.replace(settings, database_url=proxy.url)

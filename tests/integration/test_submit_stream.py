@@ -1,7 +1,7 @@
 """``bgchallenge submit --wait`` following ``GET /results/stream``, as a child process.
 
-The service's own stream is not needed here: a small API on loopback streams as the README's "Live
-results" says (tests/support/sse.py), scripted so that each test decides what every stream
+The service's own stream is not needed here: a small API on loopback streams as docs/http.md's "Live
+stream" says (tests/support/sse.py), scripted so that each test decides what every stream
 connection sends and how it ends. What the command does with a real service that has no stream
 is in test_submit.py.
 """

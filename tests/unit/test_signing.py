@@ -43,7 +43,7 @@ def test_signature_covers_timestamp_method_target_and_body() -> None:
 
 
 def test_the_canonical_string_is_the_documented_one() -> None:
-    """README, "Signing": timestamp, METHOD, target and the body's hex SHA-256, by line feeds."""
+    """docs/http.md, "Signing": timestamp, METHOD, target, the body's hex SHA-256, by line feeds."""
     body = b'{"jobId":"j"}'
     digest = hashlib.sha256(body).hexdigest()
     expected = f"1700000000\nPOST\n/results/enqueue?a=1\n{digest}".encode()

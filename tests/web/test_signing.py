@@ -143,17 +143,17 @@ async def test_an_oversized_body_is_413_only_when_rightly_signed(
     assert await enqueue(signed_service, right, body=body) == 413
 
 
-def readme_signing_example() -> str:
-    """The README's curl/openssl example, exactly as written there."""
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("**Signing.**") :]
+def documented_signing_example() -> str:
+    """The curl/openssl example of docs/http.md, exactly as written there."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "http.md").read_text(encoding="utf-8")
+    section = doc[doc.index("\n## Signing\n") :]
     start = section.index("```sh\n") + len("```sh\n")
     return section[start : section.index("```", start)]
 
 
 @pytest.mark.skipif(not (shutil.which("curl") and shutil.which("openssl")), reason="no curl")
-async def test_the_readme_example_is_accepted(signed_service: RunningService) -> None:
-    script = readme_signing_example()
+async def test_the_documented_signing_example_is_accepted(signed_service: RunningService) -> None:
+    script = documented_signing_example()
     assert "localhost:8000" in script
     script = script.replace("localhost:8000", signed_service.base_url)
     run = functools.partial(
