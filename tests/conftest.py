@@ -30,6 +30,8 @@ from tests.support.servers import PostgresCluster, unique_name
 
 set_fake_aws_credentials()
 
+pytest_plugins = ["tests.support.rabbitmq"]
+
 IO_GUARD_SECONDS = 30
 
 

@@ -1,0 +1,147 @@
+"""The RabbitMQ edge (bgchallenge/queues/rabbitmq.py) against the real broker: topology,
+confirmed publishing, delays through dead-lettering, prefetch, acknowledgement, and the server
+closing the connection."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import trio
+
+from bgchallenge.queues.rabbitmq import RabbitBroker, delay_queue_name
+from bgchallenge.work.queue import Delivery, Message
+from tests.support.rabbitmq import RabbitAdmin, close_connections
+
+GUARD_SECONDS = 20
+RETRY_DELAYS = (0.05, 0.1, 0.2)
+
+
+async def start_broker(
+    nursery: trio.Nursery, url: str, queue: str, *, prefetch: int = 4
+) -> RabbitBroker:
+    broker = RabbitBroker(
+        url,
+        queue,
+        prefetch=prefetch,
+        retry_delays=RETRY_DELAYS,
+        connection_name=queue,
+        receive_wait=0.3,  # how long an empty receive takes: the tests' time
+    )
+    await nursery.start(broker.run)
+    return broker
+
+
+def messages(*result_ids: int, delay: float = 0.0) -> list[Message]:
+    not_before = datetime.now(UTC) + timedelta(seconds=delay)
+    return [Message(1000 + i, i, not_before) for i in result_ids]
+
+
+async def receive_all(broker: RabbitBroker, count: int) -> list[Delivery]:
+    received: list[Delivery] = []
+    while len(received) < count:
+        received += await broker.receive(count - len(received))
+    return received
+
+
+async def test_sent_messages_are_received_once_and_acknowledged(
+    nursery: trio.Nursery, rabbitmq_url: str, rabbit_queue: str
+) -> None:
+    admin = RabbitAdmin(rabbitmq_url)
+    with trio.fail_after(GUARD_SECONDS):
+        broker = await start_broker(nursery, rabbitmq_url, rabbit_queue)
+        assert await broker.send(messages(1, 2, 3)) == [1001, 1002, 1003]
+        assert await admin.message_count(rabbit_queue) == 3
+        received = await receive_all(broker, 3)
+        assert sorted(d.result_id for d in received) == [1, 2, 3]
+        for delivery in received:
+            await broker.finish(delivery)
+        # Nothing comes back: acknowledged messages are gone from the broker.
+        assert await broker.receive(3) == []
+        assert await admin.message_count(rabbit_queue) == 0
+
+
+async def test_prefetch_bounds_what_a_consumer_holds_unacknowledged(
+    nursery: trio.Nursery, rabbitmq_url: str, rabbit_queue: str
+) -> None:
+    admin = RabbitAdmin(rabbitmq_url)
+    with trio.fail_after(GUARD_SECONDS):
+        broker = await start_broker(nursery, rabbitmq_url, rabbit_queue, prefetch=2)
+        await broker.send(messages(1, 2, 3, 4, 5))
+        held = await receive_all(broker, 2)
+        assert await broker.receive(5) == []  # the capacity is taken: nothing more delivered
+        assert await admin.message_count(rabbit_queue) == 3
+        await broker.finish(held[0])
+        more = await receive_all(broker, 1)
+        assert more[0].result_id not in {d.result_id for d in held}
+        assert await admin.message_count(rabbit_queue) == 2
+
+
+async def test_delayed_messages_wait_in_their_delay_queue_then_come_to_the_work_queue(
+    nursery: trio.Nursery, rabbitmq_url: str, rabbit_queue: str
+) -> None:
+    admin = RabbitAdmin(rabbitmq_url)
+    with trio.fail_after(GUARD_SECONDS):
+        broker = await start_broker(nursery, rabbitmq_url, rabbit_queue)
+        # 20 s rounds up to the 30 s queue: still there when looked at, whatever the machine's
+        # speed; 0.05 s comes back through dead-lettering.
+        await broker.send(messages(1, delay=20.0) + messages(2, delay=0.05))
+        assert await admin.message_count(delay_queue_name(rabbit_queue, 30_000)) == 1
+        (delivery,) = await receive_all(broker, 1)
+        assert delivery.result_id == 2
+        await broker.finish(delivery)
+
+
+async def test_a_released_message_comes_back_at_once_or_after_its_delay(
+    nursery: trio.Nursery, rabbitmq_url: str, rabbit_queue: str
+) -> None:
+    admin = RabbitAdmin(rabbitmq_url)
+    with trio.fail_after(GUARD_SECONDS):
+        broker = await start_broker(nursery, rabbitmq_url, rabbit_queue)
+        await broker.send(messages(1, 2))
+        first, second = sorted(await receive_all(broker, 2), key=lambda d: d.result_id)
+        await broker.release(first, 0)
+        await broker.release(second, 20.0)
+        assert await admin.message_count(delay_queue_name(rabbit_queue, 30_000)) == 1
+        (again,) = await receive_all(broker, 1)
+        assert again.result_id == 1
+        await broker.release(again, 0.1)  # through the 100 ms delay queue
+        (third,) = await receive_all(broker, 1)
+        assert third.result_id == 1
+        await broker.finish(third)
+        assert await admin.message_count(rabbit_queue) == 0
+
+
+async def test_a_message_that_is_not_a_result_id_is_dropped(
+    nursery: trio.Nursery, rabbitmq_url: str, rabbit_queue: str
+) -> None:
+    admin = RabbitAdmin(rabbitmq_url)
+    with trio.fail_after(GUARD_SECONDS):
+        broker = await start_broker(nursery, rabbitmq_url, rabbit_queue)
+        await admin.publish(rabbit_queue, b"not a number")
+        await broker.send(messages(7))
+        (delivery,) = await receive_all(broker, 1)
+        assert delivery.result_id == 7
+        await broker.finish(delivery)
+        assert await admin.message_count(rabbit_queue) == 0
+
+
+async def test_the_server_closing_the_connection_loses_nothing(
+    nursery: trio.Nursery, rabbitmq_url: str, rabbit_queue: str
+) -> None:
+    """Deliveries of the closed connection are redelivered on the new one; the old ones are
+    stale (never acknowledged, never handed out again), and publishing works again."""
+    admin = RabbitAdmin(rabbitmq_url)
+    with trio.fail_after(GUARD_SECONDS):
+        broker = await start_broker(nursery, rabbitmq_url, rabbit_queue)
+        await broker.send(messages(1, 2, 3))
+        before = await receive_all(broker, 2)
+        assert await close_connections(rabbit_queue) == 1
+        after = await receive_all(broker, 3)  # waits out the reconnection
+        assert sorted(d.result_id for d in after) == [1, 2, 3]
+        for stale in before:
+            await broker.finish(stale)  # a no-op: its message was redelivered
+        assert await broker.send(messages(4)) == [1004]
+        for delivery in after + await receive_all(broker, 1):
+            await broker.finish(delivery)
+        assert await broker.receive(4) == []
+        assert await admin.message_count(rabbit_queue) == 0
