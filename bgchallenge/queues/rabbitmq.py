@@ -46,7 +46,12 @@ import aiormq
 import pamqp.exceptions
 import trio
 import trio_asyncio
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractIncomingMessage,
+    AbstractQueue,
+)
 
 from bgchallenge.db.database import run_bounded
 from bgchallenge.work.queue import Delivery, Message, QueueUnavailable
@@ -110,6 +115,8 @@ class _Session:
     consumer: AbstractChannel
     lost: trio.Event = field(default_factory=trio.Event)
     consuming: bool = False  # the consumer is started, or being started
+    consumer_tag: str | None = None
+    queue: AbstractQueue | None = None  # the work queue on the consumer channel
 
 
 @dataclass(frozen=True, eq=False)
@@ -346,12 +353,12 @@ class RabbitBroker:
             self._buffer.append(Delivery(result_id, _Handle(session, message)))
             self._arrived.set()
 
-        async def start() -> None:
-            queue = await session.consumer.get_queue(self.queue, ensure=False)
-            await queue.consume(on_message)
+        async def start() -> str:
+            session.queue = await session.consumer.get_queue(self.queue, ensure=False)
+            return await session.queue.consume(on_message)
 
         try:
-            await self._aio(start())
+            session.consumer_tag = await self._aio(start())
         except BaseException:
             session.lost.set()  # a session that cannot consume is replaced by one that can
             raise
@@ -361,19 +368,41 @@ class RabbitBroker:
         if none came. The first call starts the consumer (a process that never receives, a
         web process, never consumes)."""
         self._want_consuming = True
-        session = self._session
-        if session is not None and not session.lost.is_set():
-            await self._consume(session)
-        with trio.move_on_after(self.receive_wait):
-            while not self._take_ready():
-                self._arrived = trio.Event()
-                await self._arrived.wait()
+        try:
+            session = self._session
+            if session is not None and not session.lost.is_set():
+                await self._consume(session)
+            with trio.move_on_after(self.receive_wait):
+                while not self._take_ready():
+                    self._arrived = trio.Event()
+                    await self._arrived.wait()
+        except trio.Cancelled:
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + CLOSE_SECONDS):
+                await self._stop_consuming()
+            raise
         answer: list[Delivery] = []
         while self._buffer and len(answer) < limit:
             delivery = self._buffer.popleft()
             if not self._stale(delivery):
                 answer.append(delivery)
         return answer
+
+    async def _stop_consuming(self) -> None:
+        """The receiver stopped (a shutdown): cancel the consumer and give back at once what it
+        was sent and nobody took, for other consumers to run meanwhile."""
+        self._want_consuming = False
+        buffered = [d for d in self._buffer if not self._stale(d)]
+        self._buffer.clear()
+        session = self._session
+        if session is None or session.lost.is_set() or session.queue is None:
+            return
+        queue, tag = session.queue, session.consumer_tag
+        session.consuming, session.consumer_tag = False, None
+        with contextlib.suppress(QueueUnavailable):
+            if tag is not None:
+                await self._aio(queue.cancel(tag))
+            for delivery in buffered:
+                await self._aio(self._handle(delivery).message.reject(requeue=True))
 
     def _take_ready(self) -> bool:
         """Drop stale deliveries from the front; whether a live one is there."""

@@ -24,7 +24,7 @@ async def start_broker(
         queue,
         prefetch=prefetch,
         retry_delays=RETRY_DELAYS,
-        connection_name=queue,
+        connection_name=queue,  # for close_connections
         receive_wait=0.3,  # how long an empty receive takes: the tests' time
     )
     await nursery.start(broker.run)
@@ -145,3 +145,19 @@ async def test_the_server_closing_the_connection_loses_nothing(
             await broker.finish(delivery)
         assert await broker.receive(4) == []
         assert await admin.message_count(rabbit_queue) == 0
+
+
+async def test_a_receiver_that_stopped_is_sent_nothing_more(
+    nursery: trio.Nursery, rabbitmq_url: str, rabbit_queue: str
+) -> None:
+    """A shutdown cancels the receive under way: the consumer is cancelled, so what comes
+    next goes to the other consumers instead of waiting for this process to exit."""
+    with trio.fail_after(GUARD_SECONDS):
+        stopping = await start_broker(nursery, rabbitmq_url, rabbit_queue)
+        other = await start_broker(nursery, rabbitmq_url, rabbit_queue)
+        assert await other.receive(1) == []  # both consume now
+        with trio.move_on_after(0.1):
+            await stopping.receive(1)
+        await stopping.send(messages(1, 2, 3))
+        received = await receive_all(other, 3)
+        assert sorted(d.result_id for d in received) == [1, 2, 3]
