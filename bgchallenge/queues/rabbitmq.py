@@ -35,8 +35,11 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
+import socket
 from collections import deque
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -54,6 +57,7 @@ from aio_pika.abc import (
 )
 
 from bgchallenge.db.database import run_bounded
+from bgchallenge.settings import Settings
 from bgchallenge.work.queue import Delivery, Message, QueueUnavailable
 
 log = logging.getLogger(__name__)
@@ -457,3 +461,23 @@ class RabbitBroker:
             if session.lost.is_set():
                 return
         await self._aio(handle.message.reject(requeue=True))
+
+
+@asynccontextmanager
+async def open_broker(settings: Settings) -> AsyncIterator[RabbitBroker]:
+    """The broker for ``RABBITMQ_URL``, connected (waiting, with retries, until the broker
+    answers) and its topology declared; closed when the block ends."""
+    assert settings.rabbitmq_url, "Settings.require_queue checks it"
+    broker = RabbitBroker(
+        settings.rabbitmq_url,
+        settings.rabbitmq_queue,
+        prefetch=settings.workers,
+        retry_delays=settings.retry_delays,
+        connection_name=f"bgchallenge {socket.gethostname()}:{os.getpid()}",
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(broker.run)
+        try:
+            yield broker
+        finally:
+            nursery.cancel_scope.cancel()
