@@ -75,6 +75,11 @@ CLOSE_SECONDS = 2.0
 # How long `receive` waits for a message before answering [].
 RECEIVE_WAIT_SECONDS = 2.0
 MAX_BATCH = 100
+# A release asking for less than this is held back this long at least, doubling with each such
+# release of the same message, up to the maximum (see `RabbitBroker.release`).
+MIN_HOLD_SECONDS = 0.05
+MAX_BACKOFF_SECONDS = 4.0
+HOLDS_HEADER = "bgc-holds"
 
 # Failures of the broker or the connection (as opposed to bugs): a call that raises one of
 # these raises QueueUnavailable.
@@ -121,6 +126,14 @@ class _Session:
     consuming: bool = False  # the consumer is started, or being started
     consumer_tag: str | None = None
     queue: AbstractQueue | None = None  # the work queue on the consumer channel
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    body: bytes
+    message_id: str | None
+    delay: float  # seconds
+    holds: int = 0  # releases in a row with (almost) nothing to wait for
 
 
 @dataclass(frozen=True, eq=False)
@@ -284,26 +297,24 @@ class RabbitBroker:
         step = round_up_delay(delay_seconds, self.steps)
         return self.queue if step is None else delay_queue_name(self.queue, step)
 
-    async def _publish(
-        self, session: _Session, items: Sequence[tuple[bytes, str | None, float]]
-    ) -> list[bool]:
-        """Publish (body, message id, delay) items together; answer, for each, whether the
-        broker confirmed it."""
+    async def _publish(self, session: _Session, items: Sequence[_Outgoing]) -> list[bool]:
+        """Publish ``items`` together; answer, for each, whether the broker confirmed it."""
 
-        async def one(body: bytes, message_id: str | None, delay: float) -> bool:
+        async def one(item: _Outgoing) -> bool:
             message = aio_pika.Message(
-                body,
-                message_id=message_id,
+                item.body,
+                message_id=item.message_id,
+                headers={HOLDS_HEADER: item.holds} if item.holds else None,
                 content_type="text/plain",
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             )
             await session.publisher.default_exchange.publish(
-                message, routing_key=self._routing_key(delay), mandatory=True
+                message, routing_key=self._routing_key(item.delay), mandatory=True
             )
             return True
 
         async def all_() -> list[bool | BaseException]:
-            return await asyncio.gather(*(one(*item) for item in items), return_exceptions=True)
+            return await asyncio.gather(*(one(item) for item in items), return_exceptions=True)
 
         answers = await self._aio(all_())
         confirmed = [answer is True for answer in answers]
@@ -325,7 +336,7 @@ class RabbitBroker:
         # To the millisecond, not `Message.delay_seconds`'s whole seconds: the delay queues
         # hold a message back by as little as the shortest step.
         items = [
-            (
+            _Outgoing(
                 str(m.result_id).encode(),
                 str(m.outbox_id),
                 max(0.0, (m.not_before - now).total_seconds()),
@@ -439,28 +450,42 @@ class RabbitBroker:
         await self._aio(handle.message.ack())
 
     async def release(self, delivery: Delivery, seconds: float) -> None:
-        """Give the message back, to come again no sooner than ``seconds`` from now: at once by
-        a reject with requeue; later by publishing a copy to a delay queue and, once confirmed,
-        acknowledging this one (a crash between the two leaves one duplicate, harmless)."""
+        """Give the message back, to come again no sooner than ``seconds`` from now, by
+        publishing a copy to a delay queue and, once confirmed, acknowledging this one (a crash
+        between the two leaves one duplicate, harmless). Should that publish fail, it is
+        requeued at once instead.
+
+        A message released again and again with (almost) nothing to wait for — its result's
+        lease expired and the reaper has not yet queued it again — backs off: 50 ms, doubling
+        with each such release (counted in a header), up to `MAX_BACKOFF_SECONDS`; it never
+        spins."""
         handle = self._handle(delivery)
         session = handle.session
         if session.lost.is_set():
             await trio.lowlevel.checkpoint()
             return
-        if round_up_delay(seconds, self.steps) is not None:
-            try:
-                item = (handle.message.body, handle.message.message_id, seconds)
-                if (await self._publish(session, [item]))[0]:
-                    await self._aio(handle.message.ack())
-                    return
-            except QueueUnavailable as exc:
-                log.warning(
-                    "rabbitmq: could not hold a message back; requeued at once",
-                    extra={"id": delivery.result_id, "error": str(exc)},
-                )
-            if session.lost.is_set():
+        holds = _holds(handle.message)
+        backoff = min(MIN_HOLD_SECONDS * 2**holds, MAX_BACKOFF_SECONDS)
+        if seconds >= MIN_HOLD_SECONDS:
+            item = _Outgoing(handle.message.body, handle.message.message_id, seconds)
+        else:
+            item = _Outgoing(handle.message.body, handle.message.message_id, backoff, holds + 1)
+        try:
+            if (await self._publish(session, [item]))[0]:
+                await self._aio(handle.message.ack())
                 return
-        await self._aio(handle.message.reject(requeue=True))
+        except QueueUnavailable as exc:
+            log.warning(
+                "rabbitmq: could not hold a message back; requeued at once",
+                extra={"id": delivery.result_id, "error": str(exc)},
+            )
+        if not session.lost.is_set():
+            await self._aio(handle.message.reject(requeue=True))
+
+
+def _holds(message: AbstractIncomingMessage) -> int:
+    holds = (message.headers or {}).get(HOLDS_HEADER)
+    return holds if isinstance(holds, int) and 0 <= holds < 64 else 0
 
 
 @asynccontextmanager
@@ -468,12 +493,14 @@ async def open_broker(settings: Settings) -> AsyncIterator[RabbitBroker]:
     """The broker for ``RABBITMQ_URL``, connected (waiting, with retries, until the broker
     answers) and its topology declared; closed when the block ends."""
     assert settings.rabbitmq_url, "Settings.require_queue checks it"
+    host = f"{socket.gethostname()}:{os.getpid()}"
     broker = RabbitBroker(
         settings.rabbitmq_url,
         settings.rabbitmq_queue,
         prefetch=settings.workers,
         retry_delays=settings.retry_delays,
-        connection_name=f"bgchallenge {socket.gethostname()}:{os.getpid()}",
+        # as the broker's tools show it: which queue, which process
+        connection_name=f"bgchallenge {settings.rabbitmq_queue} {host}",
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(broker.run)
