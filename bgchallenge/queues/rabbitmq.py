@@ -473,6 +473,10 @@ class RabbitBroker:
         try:
             if (await self._publish(session, [item]))[0]:
                 await self._aio(handle.message.ack())
+                log.info(
+                    "rabbitmq: message held back",
+                    extra={"id": delivery.result_id, "seconds": round(item.delay, 3)},
+                )
                 return
         except QueueUnavailable as exc:
             log.warning(
