@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -23,6 +23,8 @@ from tests.support.servers import unique_name
 
 T = TypeVar("T")
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
+# The retry delays of the tests' settings: each has a delay queue, deleted after the test.
+TEST_RETRY_DELAYS = (0.05, 0.1, 0.2)
 
 
 def _unreachable(url: str) -> str | None:
@@ -103,11 +105,10 @@ async def close_connections(connection_name: str) -> int:
 
 
 @pytest.fixture
-async def rabbit_queue(rabbitmq_url: str) -> AsyncIterator[str]:
-    """A work queue name of this test's own; it and its delay queues are deleted after."""
+def rabbit_queue(rabbitmq_url: str) -> Iterator[str]:
+    """A work queue name of this test's own; it and its delay queues are deleted after. (A
+    plain fixture: the settings, a plain fixture too, may ask for it.)"""
     name = unique_name("bgc-test-")
     yield name
-    with trio.fail_after(10):
-        await RabbitAdmin(rabbitmq_url).delete(
-            [name, *(delay_queue_name(name, step) for step in delay_steps((0.05, 0.1, 0.2)))]
-        )
+    doomed = [name, *(delay_queue_name(name, step) for step in delay_steps(TEST_RETRY_DELAYS))]
+    trio.run(RabbitAdmin(rabbitmq_url).delete, doomed)
