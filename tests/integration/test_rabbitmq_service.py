@@ -51,23 +51,21 @@ def logged(caplog: pytest.LogCaptureFixture, message: str, result_id: int) -> bo
 
 
 async def test_the_queue_carries_the_work_and_drops_what_is_not_due(
-    nursery: trio.Nursery,
     settings: Settings,
     origin: Origin,
     database_url: str,
-    rabbitmq_url: str,
+    rabbit_admin: RabbitAdmin,
     rabbit_queue: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """With no worker running, the messages wait in the queue and the results stay queued; a
     result canceled meanwhile, or already finished, has its message dropped, not run."""
     caplog.set_level(logging.INFO)
-    admin = RabbitAdmin(rabbitmq_url)
     with trio.fail_after(IO_GUARD_SECONDS):
         async with trio.open_nursery() as services:
             web = await start_service(services, settings, Role.WEB)
             ids = [await enqueue(web, origin.url(f"{n}.png")) for n in range(3)]
-            while await admin.message_count(rabbit_queue) < 3:  # noqa: ASYNC110 (the broker's)
+            while await rabbit_admin.message_count(rabbit_queue) < 3:  # noqa: ASYNC110 (the broker's)
                 await trio.sleep(0.05)
             assert {row["status"] for row in fetch_rows(database_url)} == {"queued"}
             canceled = (await web.client.post(f"/results/{ids[0]}/cancel")).json()
@@ -77,13 +75,13 @@ async def test_the_queue_carries_the_work_and_drops_what_is_not_due(
             rows = await wait_until_terminal(database_url, 3)
             await eventually(lambda: logged(caplog, DROPPED, ids[0]))
             # A message for a finished result (a duplicate) is dropped too.
-            await admin.publish(rabbit_queue, str(ids[1]).encode())
+            await rabbit_admin.publish(rabbit_queue, str(ids[1]).encode())
             await eventually(lambda: logged(caplog, DROPPED, ids[1]))
             for service in (web, worker):
                 await service.client.aclose()
                 service.shutdown.set()
         # Both stopped, their connections closed: an unacknowledged message would be back.
-        assert await admin.message_count(rabbit_queue) == 0
+        assert await rabbit_admin.message_count(rabbit_queue) == 0
     assert [(r["id"], r["status"], r["attempts"]) for r in rows] == [
         (ids[0], "canceled", 0),
         (ids[1], "succeeded", 1),
@@ -93,31 +91,29 @@ async def test_the_queue_carries_the_work_and_drops_what_is_not_due(
 
 
 async def test_a_message_delivered_twice_runs_one_attempt(
-    nursery: trio.Nursery,
     settings: Settings,
     origin: Origin,
     database_url: str,
-    rabbitmq_url: str,
+    rabbit_admin: RabbitAdmin,
     rabbit_queue: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The second copy finds the result held by the live attempt: it waits for that lease
     (held back in a delay queue) instead of running it again, then finds it ended."""
     caplog.set_level(logging.INFO)
-    admin = RabbitAdmin(rabbitmq_url)
     with trio.fail_after(IO_GUARD_SECONDS):
         async with trio.open_nursery() as services:
             service = await start_service(services, dataclasses.replace(settings, lease_seconds=2))
             result_id = await enqueue(service, origin.url("held.png", hold=1))
             await eventually(lambda: origin.gets("held.png") == 1)  # the attempt runs
-            await admin.publish(rabbit_queue, str(result_id).encode())
+            await rabbit_admin.publish(rabbit_queue, str(result_id).encode())
             await eventually(lambda: logged(caplog, "rabbitmq: message held back", result_id))
             origin.release("held.png")
             (row,) = await wait_until_terminal(database_url, 1)
             await eventually(lambda: logged(caplog, DROPPED, result_id))
             await service.client.aclose()
             service.shutdown.set()
-        assert await admin.message_count(rabbit_queue) == 0
+        assert await rabbit_admin.message_count(rabbit_queue) == 0
     assert (row["status"], row["attempts"]) == ("succeeded", 1)
     assert origin.gets("held.png") == 1
 

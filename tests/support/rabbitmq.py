@@ -85,6 +85,11 @@ class RabbitAdmin:
         await self._run(delete)
 
 
+@pytest.fixture
+def rabbit_admin(rabbitmq_url: str) -> RabbitAdmin:
+    return RabbitAdmin(rabbitmq_url)
+
+
 async def close_connections(connection_name: str) -> int:
     """Have the server close every connection named ``connection_name`` (as a broker restart
     or an operator would); answers how many it closed."""
