@@ -169,16 +169,15 @@ RETURNING id, status, due_at
 -- name: claim_results
 -- A broker transport's claim: the results its messages name (%(ids)s), claimed by id with the
 -- same update as claim_due for those still due (queued, due by now, no cancel requested).
--- Answers one row per existing result: `claimed` and the claim's columns, or why not:
+-- Answers one row per id: `claimed` and the claim's columns, or why not: `locked` (another
+-- transaction holds the row: look again soon; skipped, never waited for, as claim_due does),
 -- its status, how long until it is due (a message that came early) and until the lease of a
--- live attempt expires (a message of an attempt still running). Rows are locked in id order,
--- so two claimers of the same ids wait for each other (and then see the winner's update).
+-- live attempt expires (a message of an attempt still running); no status: no such result.
 WITH target AS (
     SELECT id, status, cancel_requested, due_at, lease_expires_at
       FROM results
      WHERE id = ANY(%(ids)s::bigint[])
-     ORDER BY id
-     FOR UPDATE
+     FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE results AS r
        SET status = 'running',
@@ -192,12 +191,17 @@ WITH target AS (
        AND t.due_at <= clock_timestamp()
     RETURNING r.id, r.job_id, r.url, r.source_url, r.object_path, r.attempts, r.url_expires_at
 )
-SELECT t.id AS result_id, claimed.id IS NOT NULL AS claimed, t.status, t.cancel_requested,
+SELECT m.id AS result_id, claimed.id IS NOT NULL AS claimed,
+       t.id IS NULL AND EXISTS (SELECT 1 FROM results AS e WHERE e.id = m.id) AS locked,
+       t.status, t.cancel_requested,
        greatest(0, extract(epoch FROM t.due_at - clock_timestamp()))::float8 AS due_in,
        greatest(0, extract(epoch FROM t.lease_expires_at - clock_timestamp()))::float8
            AS lease_left,
-       claimed.*
-  FROM target AS t LEFT JOIN claimed ON claimed.id = t.id;
+       claimed.job_id, claimed.url, claimed.source_url, claimed.object_path, claimed.attempts,
+       claimed.url_expires_at
+  FROM unnest(%(ids)s::bigint[]) AS m(id)
+  LEFT JOIN target AS t ON t.id = m.id
+  LEFT JOIN claimed ON claimed.id = m.id;
 
 -- name: reap_expired_leases
 -- Rows whose worker process died: canceled if a cancel was requested, else queued again while

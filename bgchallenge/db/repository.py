@@ -10,7 +10,7 @@ from bgchallenge.db.database import Database, Row, Transaction
 from bgchallenge.domain.callbacks import Delivery
 from bgchallenge.domain.enqueue import EnqueueRequest
 from bgchallenge.domain.listing import ListQuery, Snapshot
-from bgchallenge.domain.messages import ClaimAnswer, Message, Verdict
+from bgchallenge.domain.messages import ClaimAnswer, Message
 from bgchallenge.domain.results import Claim, Progress, Result, Status, StoredObject
 from bgchallenge.domain.stream import Batch, Change, StreamPosition
 
@@ -265,13 +265,12 @@ class Attempts:
     async def claim_results(self, result_ids: Sequence[int]) -> list[ClaimAnswer]:
         """A broker transport's claim: each of ``result_ids`` (the results its messages name,
         without repeats) claimed by id if due, with the same update as `claim_due`; answers one
-        `ClaimAnswer` per id, in order (a result that does not exist is dropped)."""
+        `ClaimAnswer` per id (a result that does not exist is dropped)."""
         rows = await self.database.fetch_all(
             "claim_results",
             {"ids": list(result_ids), "owner": self.owner, "lease_seconds": self.lease_seconds},
         )
-        answers = {int(row["result_id"]): ClaimAnswer.from_row(row) for row in rows}
-        return [answers.get(i, ClaimAnswer(i, Verdict.DROP)) for i in result_ids]
+        return [ClaimAnswer.from_row(row) for row in rows]
 
     async def seconds_until_next_due(self) -> float | None:
         row = await self.database.fetch_one("seconds_until_next_due")

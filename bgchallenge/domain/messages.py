@@ -27,6 +27,10 @@ class Message:
         return max(0, math.ceil((self.not_before - now).total_seconds()))
 
 
+# A message whose result another transaction held locked comes back this soon.
+LOCKED_RETRY_SECONDS = 1.0
+
+
 class Verdict(Enum):
     """What to do with a message, once its result was claimed by id (or not)."""
 
@@ -46,7 +50,9 @@ class ClaimAnswer:
     def from_row(cls, row: Mapping[str, Any]) -> ClaimAnswer:
         result_id = int(row["result_id"])
         if row["claimed"]:
-            return cls(result_id, Verdict.RUN, Claim.from_row(row))
+            return cls(result_id, Verdict.RUN, Claim.from_row({**row, "id": result_id}))
+        if row["locked"]:  # another transaction holds it: an outcome, a cancel, a claim
+            return cls(result_id, Verdict.LATER, later_seconds=LOCKED_RETRY_SECONDS)
         if row["status"] == "queued" and not row["cancel_requested"]:
             return cls(result_id, Verdict.LATER, later_seconds=float(row["due_in"]))
         if row["status"] == "running":
