@@ -88,11 +88,20 @@ def _sqs(request: pytest.FixtureRequest) -> dict[str, Any]:
     return {"sqs_endpoint_url": endpoint, "sqs_queue_url": url, "sqs_wait_seconds": 1}
 
 
+def _rabbitmq(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Skips, saying why, when no RabbitMQ answers (tests/support/rabbitmq.py)."""
+    return {
+        "rabbitmq_url": request.getfixturevalue("rabbitmq_url"),
+        "rabbitmq_queue": request.getfixturevalue("rabbit_queue"),
+    }
+
+
 # BGC_QUEUE value -> the settings of a queue of its own for one test. Adding a transport to
 # the tests parametrized over every one (`on_every_queue`) is one entry here.
 QUEUE_TRANSPORTS: dict[str, Callable[[pytest.FixtureRequest], dict[str, Any]]] = {
     "postgres": lambda request: {},
     "sqs": _sqs,
+    "rabbitmq": _rabbitmq,
 }
 on_every_queue = pytest.mark.parametrize("queue_transport", list(QUEUE_TRANSPORTS))
 
