@@ -172,7 +172,6 @@ class RabbitBroker:
         self.receive_wait = receive_wait
         self._loop: Any = None
         self._session: _Session | None = None
-        self._connected = trio.Event()  # set while a session is up
         self._want_consuming = False
         self._buffer: deque[Delivery] = deque()
         self._arrived = trio.Event()
@@ -201,7 +200,6 @@ class RabbitBroker:
                 if self._want_consuming:
                     await self._consume(session)
                 self._session = session
-                self._connected.set()
                 if not started:
                     task_status.started()
                     started = True
@@ -212,9 +210,10 @@ class RabbitBroker:
                 log.warning("rabbitmq connection lost; reconnecting")
             except QueueUnavailable as exc:
                 log.warning("rabbitmq unavailable; retrying", extra={"error": str(exc)})
+            except Exception:  # aio-pika raising what it should not: reconnect, loudly
+                log.exception("rabbitmq: unexpected error; reconnecting")
             finally:
                 self._session = None
-                self._connected = trio.Event()
                 if session is not None:
                     with trio.CancelScope(shield=True):
                         await self._close(session)
