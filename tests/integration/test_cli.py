@@ -58,6 +58,21 @@ def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
             "bgchallenge serve: argument --role: invalid choice: 'boss'"
             " (choose from 'all', 'web', 'worker') (see --help)",
         ),
+        (
+            ("serve",),
+            {"DATABASE_URL": "postgresql://h/d", "BGC_QUEUE": "kafka"},
+            "bgchallenge: BGC_QUEUE: must be one of postgres, rabbitmq, sqs, not 'kafka'",
+        ),
+        (
+            ("serve",),
+            {"DATABASE_URL": "postgresql://h/d", "BGC_QUEUE": "sqs"},
+            "bgchallenge: SQS_QUEUE_URL: not set (BGC_QUEUE=sqs needs it)",
+        ),
+        (
+            ("dev", "--queue", "sqs"),
+            {"SQS_ENDPOINT_URL": "localstack:4566"},
+            "bgchallenge: SQS_ENDPOINT_URL: not an http:// or https:// URL",
+        ),
         (("fly",), {}, None),
     ],
 )
