@@ -23,12 +23,6 @@ from tests.support.results import eventually, fetch_rows, insert_results, wait_u
 
 pytestmark = pytest.mark.parametrize("queue_transport", ["sqs"])
 
-COUNTS = (
-    "ApproximateNumberOfMessages",
-    "ApproximateNumberOfMessagesNotVisible",
-    "ApproximateNumberOfMessagesDelayed",
-)
-
 
 class Queue:
     """The test's own view of the service's SQS queue."""
@@ -46,10 +40,20 @@ class Queue:
 
     def counts(self) -> tuple[int, int, int]:
         """Visible, in flight (received, not deleted), delayed."""
-        answer = self.client.get_queue_attributes(QueueUrl=self.url, AttributeNames=list(COUNTS))
+        answer = self.client.get_queue_attributes(
+            QueueUrl=self.url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
+        )
         attributes = answer["Attributes"]
-        visible, in_flight, delayed = (int(attributes[name]) for name in COUNTS)
-        return visible, in_flight, delayed
+        return (
+            int(attributes["ApproximateNumberOfMessages"]),
+            int(attributes["ApproximateNumberOfMessagesNotVisible"]),
+            int(attributes["ApproximateNumberOfMessagesDelayed"]),
+        )
 
     def empty(self) -> bool:
         return self.counts() == (0, 0, 0)
