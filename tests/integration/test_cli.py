@@ -88,6 +88,24 @@ def test_bad_setting_or_argument_is_exit_2_and_one_clear_line(
         assert lines[0] == line
 
 
+def test_an_sqs_queue_that_does_not_answer_is_one_clear_line(
+    database_url: str, s3_endpoint: str
+) -> None:
+    completed = run(
+        "serve",
+        DATABASE_URL=database_url,
+        S3_ENDPOINT_URL=s3_endpoint,
+        PORT="0",
+        BGC_QUEUE="sqs",
+        SQS_ENDPOINT_URL=s3_endpoint,
+        SQS_QUEUE_URL=f"{s3_endpoint}/123456789012/no-such-queue",
+    )
+    assert completed.returncode == 1, completed.stderr
+    (line,) = completed.stderr.strip().splitlines()
+    assert line.startswith("bgchallenge: QueueUnavailable: SQS get_queue_attributes: "), line
+    assert "NonExistentQueue" in line
+
+
 def test_unreachable_database_is_one_clear_line_not_a_traceback() -> None:
     completed = run(
         "migrate", DATABASE_URL="postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"
