@@ -158,6 +158,13 @@ class SqsBroker:
             raise
         return deliveries
 
+    async def check(self) -> None:
+        """Raise `QueueUnavailable` unless the queue answers (a wrong URL, missing IAM
+        actions, an unreachable endpoint: found at start-up, not at the first enqueue)."""
+        await self._call(
+            self.client.get_queue_attributes, AttributeNames=["ApproximateNumberOfMessages"]
+        )
+
     async def keep(self, delivery: Delivery, seconds: float) -> None:
         await self._change_visibility(delivery, seconds)
 
@@ -177,7 +184,8 @@ class SqsBroker:
 
 @asynccontextmanager
 async def open_broker(settings: Settings) -> AsyncIterator[SqsBroker]:
-    """The broker for ``SQS_QUEUE_URL`` (at ``SQS_ENDPOINT_URL`` when set)."""
+    """The broker for ``SQS_QUEUE_URL`` (at ``SQS_ENDPOINT_URL`` when set), once the queue
+    answered; raises `QueueUnavailable` otherwise (``serve`` exits 1 with one line)."""
     assert settings.sqs_queue_url, "Settings.require_queue checks it"
     threads = settings.workers + EXTRA_THREADS
     client = create_client(
@@ -188,13 +196,15 @@ async def open_broker(settings: Settings) -> AsyncIterator[SqsBroker]:
         read_timeout=settings.read_timeout + settings.sqs_wait_seconds,
     )
     try:
-        yield SqsBroker(
+        broker = SqsBroker(
             client,
             settings.sqs_queue_url,
             threads=threads,
             lease_seconds=settings.lease_seconds,
             wait_seconds=settings.sqs_wait_seconds,
         )
+        await broker.check()
+        yield broker
     finally:
         client.close()
 
