@@ -9,13 +9,15 @@
 
 By default every transport available: ``postgres``; ``sqs`` on the benchmark's moto server
 (which serves S3 and SQS on one port); ``sqs-localstack`` only when LocalStack answers on
-127.0.0.1:4566 (e.g. ``docker compose up localstack``), otherwise listed as skipped. Adding a
+127.0.0.1:4566 (e.g. ``docker compose up localstack``), otherwise listed as skipped;
+``rabbitmq`` when a RabbitMQ answers (as for the tests). Adding a
 transport is one entry in `TRANSPORTS`: the environment its child processes get.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 
@@ -25,6 +27,7 @@ import trio
 from bench.common import CpuMeter, Servers, describe, origin_process, servers, table
 from bgchallenge.queues.sqs import ensure_queue
 from tests.support.processes import ServiceProcess
+from tests.support.rabbitmq import DEFAULT_RABBITMQ_URL, rabbitmq_unreachable
 from tests.support.results import fetch_rows, wait_until_terminal
 from tests.support.servers import unique_name
 
@@ -49,6 +52,19 @@ def _sqs_at(endpoint: str) -> dict[str, str] | None:
     }
 
 
+def _rabbitmq() -> dict[str, str] | None:
+    """The broker at $TEST_RABBITMQ_URL (else guest on 127.0.0.1:5672) when it answers. The
+    run's queues (``bench-*``) stay on it: `rabbitmqctl delete_queue` them afterwards."""
+    url = os.environ.get("TEST_RABBITMQ_URL", DEFAULT_RABBITMQ_URL)
+    if rabbitmq_unreachable(url):
+        return None
+    return {
+        "BGC_QUEUE": "rabbitmq",
+        "RABBITMQ_URL": url,
+        "BGC_RABBITMQ_QUEUE": unique_name("bench-"),
+    }
+
+
 def _localstack_up() -> bool:
     try:
         return httpx.get(f"{LOCALSTACK}/_localstack/health", timeout=1).status_code == 200
@@ -60,6 +76,7 @@ TRANSPORTS: dict[str, Transport] = {
     "postgres": lambda env: {"BGC_QUEUE": "postgres"},
     "sqs": lambda env: _sqs_at(env.s3_endpoint),
     "sqs-localstack": lambda env: _sqs_at(LOCALSTACK) if _localstack_up() else None,
+    "rabbitmq": lambda env: _rabbitmq(),
 }
 
 

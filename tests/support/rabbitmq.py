@@ -22,12 +22,12 @@ from bgchallenge.queues.rabbitmq import delay_queue_name, delay_steps
 from tests.support.servers import unique_name
 
 T = TypeVar("T")
-DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
+DEFAULT_RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
 # The retry delays of the tests' settings: each has a delay queue, deleted after the test.
 TEST_RETRY_DELAYS = (0.05, 0.1, 0.2)
 
 
-def _unreachable(url: str) -> str | None:
+def rabbitmq_unreachable(url: str) -> str | None:
     parts = urlsplit(url)
     address = (parts.hostname or "127.0.0.1", parts.port or 5672)
     try:
@@ -40,8 +40,8 @@ def _unreachable(url: str) -> str | None:
 @pytest.fixture(scope="session")
 def rabbitmq_url() -> Iterator[str]:
     """The broker's URL; checked once per session, every RabbitMQ test skips without one."""
-    url = os.environ.get("TEST_RABBITMQ_URL", DEFAULT_URL)
-    reason = _unreachable(url)
+    url = os.environ.get("TEST_RABBITMQ_URL", DEFAULT_RABBITMQ_URL)
+    reason = rabbitmq_unreachable(url)
     if reason is not None:
         pytest.skip(reason)
     yield url
