@@ -16,8 +16,9 @@ import trio
 from bgchallenge.db.database import DatabaseUnavailable
 from bgchallenge.db.migrate import MigrationFailed
 from bgchallenge.logs import configure_logging
-from bgchallenge.settings import Settings, SettingsError
+from bgchallenge.settings import QUEUES, Settings, SettingsError
 from bgchallenge.storage.s3 import StorageRejected, StorageUnavailable
+from bgchallenge.work.queue import QueueUnavailable
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -26,6 +27,7 @@ EXPECTED_FAILURES = (
     MigrationFailed,
     StorageUnavailable,
     StorageRejected,
+    QueueUnavailable,
     OSError,
 )
 
@@ -64,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         default=Path(".bgchallenge"),
         help="where the embedded PostgreSQL keeps its data (default: ./.bgchallenge)",
+    )
+    dev.add_argument(
+        "--queue",
+        choices=QUEUES,
+        help="what carries the work (default: $BGC_QUEUE or postgres); sqs: a queue on the "
+        "embedded S3 server (moto serves both); rabbitmq: the broker at $RABBITMQ_URL",
     )
 
     submit = commands.add_parser(
@@ -134,8 +142,14 @@ def _main(argv: Sequence[str] | None) -> int:
         settings = _with_port(Settings.from_env(os.environ), getattr(args, "port", None))
         if getattr(args, "host", None):
             settings = dataclasses.replace(settings, host=args.host)
+        if args.command == "dev" and args.queue:
+            settings = dataclasses.replace(settings, queue=args.queue)
+        if args.command == "dev" and settings.queue == "rabbitmq":
+            settings.require_queue()  # dev embeds no broker
         if args.command != "dev":
             settings.require_database()
+        if args.command == "serve":
+            settings.require_queue()
     except SettingsError as exc:
         for line in exc.problems:
             print(f"bgchallenge: {line}", file=sys.stderr)
@@ -193,6 +207,7 @@ def _dev(settings: Settings, data_dir: Path) -> int:
         set_fake_aws_credentials,
         start_postgres,
     )
+    from bgchallenge.queues.sqs import DEV_QUEUE_NAME, ensure_queue
     from bgchallenge.service import Role, create_storage, run_until_signalled
 
     loopback = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
@@ -207,14 +222,30 @@ def _dev(settings: Settings, data_dir: Path) -> int:
                 allow_networks=settings.allow_networks or loopback,
             )
             trio.run(create_storage(settings).ensure_bucket)
+            if settings.queue == "sqs" and not settings.sqs_queue_url:
+                # moto serves SQS on the same port as S3
+                endpoint = settings.sqs_endpoint_url or s3_url
+                url = trio.run(ensure_queue, endpoint, DEV_QUEUE_NAME)
+                settings = dataclasses.replace(
+                    settings, sqs_endpoint_url=endpoint, sqs_queue_url=url
+                )
             print(f"PostgreSQL: {settings.database_url}  (data in {data_dir / 'pgdata'})")
             print(f"S3:         {settings.s3_endpoint_url}  bucket {settings.s3_bucket}")
+            print(f"Queue:      {_queue_line(settings)}")
             print(f"HTTP:       http://{settings.host}:{settings.port}")
             sys.stdout.flush()
             trio.run(run_until_signalled, settings, Role.ALL)
     except EmbeddedError as exc:
         return _fail(str(exc), EXIT_FAILURE)
     return 0
+
+
+def _queue_line(settings: Settings) -> str:
+    if settings.queue == "sqs":
+        return f"sqs {settings.sqs_queue_url}"
+    if settings.queue == "rabbitmq":
+        return f"rabbitmq {settings.rabbitmq_queue}"
+    return "postgres (the results table)"
 
 
 def _submit(args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ from bgchallenge.db.migrate import migrate
 from bgchallenge.db.repository import Attempts, Results
 from bgchallenge.domain.network import AddressGuard
 from bgchallenge.metrics import Metrics
+from bgchallenge.queues import Transport, open_transport
 from bgchallenge.settings import Settings
 from bgchallenge.storage.s3 import Storage
 from bgchallenge.web.app import WebDependencies, create_app
@@ -67,10 +68,17 @@ def create_storage(settings: Settings, metrics: Metrics | None = None) -> Storag
 
 
 def work_context(
-    settings: Settings, database: Database, storage: Storage, metrics: Metrics
+    settings: Settings,
+    database: Database,
+    storage: Storage,
+    metrics: Metrics,
+    transport: Transport | None = None,
 ) -> WorkContext:
+    """The workers' parts; ``transport`` defaults to ``postgres`` (the results table)."""
+    transport = transport or Transport("postgres", settings)
+    attempts = Attempts(database, worker_identity(), settings.lease_seconds, transport.outbox)
     return WorkContext(
-        attempts=Attempts(database, worker_identity(), settings.lease_seconds),
+        attempts=attempts,
         fetcher=Fetcher(
             AddressGuard(settings.allow_networks),
             connect_timeout=settings.connect_timeout,
@@ -81,6 +89,7 @@ def work_context(
         storage=storage,
         settings=settings,
         metrics=metrics,
+        queue=transport.work_queue(attempts),
     )
 
 
@@ -122,6 +131,7 @@ async def _run(
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     database_url = settings.require_database()
+    settings.require_queue()
     if role.serves_http and settings.signing_secret is None:
         log.warning("request signing is off: set BGC_SIGNING_SECRET to require signed requests")
     async with open_database(database_url, max_size=settings.db_pool_size) as database:
@@ -130,11 +140,11 @@ async def _run(
             log.info("migrations applied", extra={"migrations": applied})
         metrics = Metrics()
         storage = create_storage(settings, metrics)
-        results = Results(database)
-        async with trio.open_nursery() as nursery:
+        async with open_transport(settings, database) as transport, trio.open_nursery() as nursery:
+            results = Results(database, transport.outbox)
             # Workers first: the HTTP port answers only once the listener is listening.
             if role.runs_workers:
-                context = work_context(settings, database, storage, metrics)
+                context = work_context(settings, database, storage, metrics, transport)
                 await nursery.start(serve_workers, context, shutdown)
             # A worker process serves the operations routes (/health, /metrics) only.
             cursor_key = await results.cursor_key()

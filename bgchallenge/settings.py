@@ -16,6 +16,8 @@ T = TypeVar("T")
 MIB = 1024 * 1024
 MIN_PART_SIZE = 5 * MIB
 MIN_PROGRESS_SECONDS = 0.1
+# What carries the work (bgchallenge/queues/): PostgreSQL itself, or a broker.
+QUEUES = ("postgres", "rabbitmq", "sqs")
 
 
 class SettingsError(ValueError):
@@ -54,6 +56,17 @@ class Settings:
     stream_max: int = 1000
     # the keep-alive interval the stream promises; tests shorten it, the environment cannot
     stream_keep_alive_seconds: float = 15.0
+    queue: str = "postgres"  # BGC_QUEUE, one of QUEUES
+    sqs_queue_url: str | None = None
+    sqs_endpoint_url: str | None = None  # LocalStack, moto; None: AWS's own
+    sqs_wait_seconds: int = 5  # the receive long poll (SQS allows up to 20)
+    rabbitmq_url: str | None = None
+    rabbitmq_queue: str = "bgchallenge.work"
+    # The outbox of the broker transports: an intent still unsent this long after its commit
+    # was left by a crash (the relay sends within milliseconds); the sweep looks this often.
+    # Tests shorten them, the environment cannot.
+    outbox_grace_seconds: float = 5.0
+    outbox_sweep_seconds: float = 2.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -88,6 +101,14 @@ class Settings:
             webhook_secret=reader.get("BGC_WEBHOOK_SECRET", _webhook_secret, None),
             callback_delays=reader.get("BGC_CALLBACK_DELAYS", _delays, cls.callback_delays),
             stream_max=reader.get("BGC_STREAM_MAX", _int_in(1, 1_000_000), cls.stream_max),
+            queue=reader.get("BGC_QUEUE", _one_of(QUEUES), cls.queue),
+            sqs_queue_url=reader.get("SQS_QUEUE_URL", _http_url, None),
+            sqs_endpoint_url=reader.get("SQS_ENDPOINT_URL", _http_url, None),
+            sqs_wait_seconds=reader.get(
+                "BGC_SQS_WAIT_SECONDS", _int_in(0, 20), cls.sqs_wait_seconds
+            ),
+            rabbitmq_url=reader.get("RABBITMQ_URL", _amqp_url, None),
+            rabbitmq_queue=reader.get("BGC_RABBITMQ_QUEUE", _non_empty, cls.rabbitmq_queue),
         )
         if reader.problems:
             raise SettingsError(reader.problems)
@@ -99,6 +120,17 @@ class Settings:
                 ["DATABASE_URL: not set (set it, or run `bgchallenge dev` for an embedded one)"]
             )
         return self.database_url
+
+    def require_queue(self) -> None:
+        """The chosen transport's own settings are there (`bgchallenge dev` provides them)."""
+        needed = {
+            "sqs": ("SQS_QUEUE_URL", self.sqs_queue_url),
+            "rabbitmq": ("RABBITMQ_URL", self.rabbitmq_url),
+        }
+        if self.queue in needed:
+            name, value = needed[self.queue]
+            if not value:
+                raise SettingsError([f"{name}: not set (BGC_QUEUE={self.queue} needs it)"])
 
 
 class _Reader:
@@ -132,6 +164,22 @@ def _http_url(raw: str) -> str:
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("not an http:// or https:// URL")
+    return raw
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}, not {raw!r}")
+        return raw
+
+    return parse
+
+
+def _amqp_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("amqp", "amqps") or not parts.netloc:
+        raise ValueError("not an amqp:// or amqps:// URL")
     return raw
 
 

@@ -11,6 +11,18 @@ created_at, updated_at, started_at, ended_at, canceled_at, url_expires_at,
 progress_received_bytes, progress_total_bytes,
 callback_url, callback_status, callback_attempts, callback_last_error
 
+-- fragment: outbox_of_outcome
+-- The tail of an outcome query written `WITH outcome AS (UPDATE ... RETURNING id, status,
+-- due_at)`: a result queued again gets its message intent on a broker transport (%(outbox)s),
+-- due when the result is. Answers the status recorded and the outbox row written, if any.
+, outboxed AS (
+    INSERT INTO queue_outbox (result_id, not_before)
+    SELECT id, due_at FROM outcome WHERE status = 'queued' AND %(outbox)s::boolean
+    RETURNING id, result_id, not_before
+)
+SELECT outcome.status, outboxed.id AS outbox_id, outboxed.not_before AS outbox_not_before
+  FROM outcome LEFT JOIN outboxed ON true
+
 -- name: ping
 SELECT 1 AS ok;
 
@@ -116,7 +128,10 @@ UPDATE results
 RETURNING status;
 
 -- name: schedule_retry
--- Canceled instead, never queued again, if a cancel was requested.
+-- Canceled instead, never queued again, if a cancel was requested. On a broker transport
+-- (%(outbox)s) the message intent for the retry, held back until the new due_at, is written to
+-- the outbox in this same statement (the outbox_of_outcome fragment).
+WITH outcome AS (
 UPDATE results
    SET status = CASE WHEN cancel_requested THEN 'canceled' ELSE 'queued' END,
        error_code = CASE WHEN cancel_requested THEN error_code ELSE %(code)s::text END,
@@ -131,11 +146,14 @@ UPDATE results
        lease_owner = NULL, lease_expires_at = NULL, updated_at = clock_timestamp()
  WHERE id = %(id)s AND status = 'running'
    AND lease_owner = %(owner)s AND attempts = %(attempts)s
-RETURNING status;
+RETURNING id, status, due_at
+){outbox_of_outcome}
 
 -- name: hand_back
 -- A graceful shutdown interrupted the attempt: queued again at once, the attempt not spent;
--- canceled instead if a cancel was requested meanwhile.
+-- canceled instead if a cancel was requested meanwhile. A new message intent when queued on a
+-- broker transport, as for schedule_retry.
+WITH outcome AS (
 UPDATE results
    SET status = CASE WHEN cancel_requested THEN 'canceled' ELSE 'queued' END,
        attempts = attempts - 1, due_at = clock_timestamp(),
@@ -145,13 +163,53 @@ UPDATE results
        lease_owner = NULL, lease_expires_at = NULL, updated_at = clock_timestamp()
  WHERE id = %(id)s AND status = 'running'
    AND lease_owner = %(owner)s AND attempts = %(attempts)s
-RETURNING status;
+RETURNING id, status, due_at
+){outbox_of_outcome}
+
+-- name: claim_results
+-- A broker transport's claim: the results its messages name (%(ids)s), claimed by id with the
+-- same update as claim_due for those still due (queued, due by now, no cancel requested).
+-- Answers one row per id: `claimed` and the claim's columns, or why not: `locked` (another
+-- transaction holds the row: look again soon; skipped, never waited for, as claim_due does),
+-- its status, how long until it is due (a message that came early) and until the lease of a
+-- live attempt expires (a message of an attempt still running); no status: no such result.
+WITH target AS (
+    SELECT id, status, cancel_requested, due_at, lease_expires_at
+      FROM results
+     WHERE id = ANY(%(ids)s::bigint[])
+     FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE results AS r
+       SET status = 'running',
+           attempts = r.attempts + 1,
+           started_at = coalesce(r.started_at, clock_timestamp()),
+           lease_owner = %(owner)s,
+           lease_expires_at = clock_timestamp() + make_interval(secs => %(lease_seconds)s),
+           updated_at = clock_timestamp()
+      FROM target AS t
+     WHERE r.id = t.id AND t.status = 'queued' AND NOT t.cancel_requested
+       AND t.due_at <= clock_timestamp()
+    RETURNING r.id, r.job_id, r.url, r.source_url, r.object_path, r.attempts, r.url_expires_at
+)
+SELECT m.id AS result_id, claimed.id IS NOT NULL AS claimed,
+       t.id IS NULL AND EXISTS (SELECT 1 FROM results AS e WHERE e.id = m.id) AS locked,
+       t.status, t.cancel_requested,
+       greatest(0, extract(epoch FROM t.due_at - clock_timestamp()))::float8 AS due_in,
+       greatest(0, extract(epoch FROM t.lease_expires_at - clock_timestamp()))::float8
+           AS lease_left,
+       claimed.job_id, claimed.url, claimed.source_url, claimed.object_path, claimed.attempts,
+       claimed.url_expires_at
+  FROM unnest(%(ids)s::bigint[]) AS m(id)
+  LEFT JOIN target AS t ON t.id = m.id
+  LEFT JOIN claimed ON claimed.id = m.id;
 
 -- name: reap_expired_leases
 -- Rows whose worker process died: canceled if a cancel was requested, else queued again while
 -- attempts remain, else failed. The attempt that died counts: it started, and a result that
 -- kills its worker must end. A failed or canceled one gets its bucket cleaned by the sweep
--- (the results_ended_unsucceeded trigger records it).
+-- (the results_ended_unsucceeded trigger records it). A queued one gets a new message intent on
+-- a broker transport (%(outbox)s): the dead worker's message comes back too, after its
+-- visibility timeout, but finds the result held by the new attempt or ended, and is dropped.
 WITH expired AS (
     SELECT id,
            CASE WHEN cancel_requested THEN 'canceled'
@@ -160,7 +218,7 @@ WITH expired AS (
       FROM results
      WHERE status = 'running' AND lease_expires_at < now()
      FOR UPDATE SKIP LOCKED
-)
+), reaped AS (
 UPDATE results AS r
    SET status = e.next_status,
        due_at = clock_timestamp(),
@@ -175,7 +233,15 @@ UPDATE results AS r
        lease_owner = NULL, lease_expires_at = NULL, updated_at = clock_timestamp()
   FROM expired AS e
  WHERE r.id = e.id
-RETURNING r.id, r.job_id, r.status;
+RETURNING r.id, r.job_id, r.status, r.due_at
+), outboxed AS (
+    INSERT INTO queue_outbox (result_id, not_before)
+    SELECT id, due_at FROM reaped WHERE status = 'queued' AND %(outbox)s::boolean
+    RETURNING id, result_id, not_before
+)
+SELECT reaped.id, reaped.job_id, reaped.status,
+       outboxed.id AS outbox_id, outboxed.not_before AS outbox_not_before
+  FROM reaped LEFT JOIN outboxed ON outboxed.result_id = reaped.id;
 
 -- name: list_results
 -- One page in id order, with the snapshot it is read in (same statement: pg_current_snapshot()
@@ -271,6 +337,8 @@ SELECT count(*) FILTER (WHERE status = 'queued') AS queued,
 -- transaction after this statement's snapshot is in neither set: the caller asks again.
 -- Rows are inserted in identity order, so two batches holding the same identities wait for
 -- each other instead of deadlocking. The notifies come from the results_inserted_queued trigger.
+-- On a broker transport (%(outbox)s) each new row's message intent goes to the outbox in the
+-- same statement (outbox_id, outbox_not_before: sent right after the commit).
 WITH input AS (
     SELECT *
       FROM unnest(%(job_ids)s::text[], %(hosts)s::text[], %(object_paths)s::text[],
@@ -290,10 +358,16 @@ WITH input AS (
       FROM input ORDER BY job_id, host, object_path, position
     ON CONFLICT ON CONSTRAINT results_identity DO NOTHING
     RETURNING host, {result_columns}
+), outboxed AS (
+    INSERT INTO queue_outbox (result_id)
+    SELECT id FROM inserted WHERE %(outbox)s::boolean
+    RETURNING id, result_id, not_before
 )
-SELECT true AS inserted, * FROM inserted
+SELECT true AS inserted, outboxed.id AS outbox_id, outboxed.not_before AS outbox_not_before,
+       inserted.*
+  FROM inserted LEFT JOIN outboxed ON outboxed.result_id = inserted.id
 UNION ALL
-SELECT false AS inserted, host, {result_columns}
+SELECT false AS inserted, NULL::bigint, NULL::timestamptz, host, {result_columns}
   FROM results
   JOIN (SELECT DISTINCT job_id, host, object_path FROM input) AS i
  USING (job_id, host, object_path);
@@ -419,6 +493,29 @@ SELECT version.snapshot, changed.*
                         AND (r.writer, r.id) <= (%(sent_writer)s::xid8, %(sent_id)s::bigint)))
   ) AS changed ON true
  ORDER BY changed.writer::xid8, changed.id;
+
+-- name: outbox_sweep
+-- A relay's sweep (migration 0010): up to %(limit)s message intents a crash left behind (not
+-- sent within %(grace_seconds)s of relay_after, by the process that wrote them), due within
+-- %(horizon_seconds)s (the longest delay the broker applies), each put off by
+-- %(lease_seconds)s meanwhile so that other sweeps leave it alone.
+WITH due AS (
+    SELECT id FROM queue_outbox
+     WHERE relay_after <= now() - make_interval(secs => %(grace_seconds)s)
+       AND not_before <= now() + make_interval(secs => %(horizon_seconds)s)
+     ORDER BY relay_after
+     LIMIT %(limit)s
+     FOR UPDATE SKIP LOCKED
+)
+UPDATE queue_outbox AS o
+   SET relay_after = clock_timestamp() + make_interval(secs => %(lease_seconds)s)
+  FROM due
+ WHERE o.id = due.id
+RETURNING o.id, o.result_id, o.not_before;
+
+-- name: outbox_sent
+-- The broker accepted these messages: their intents are done.
+DELETE FROM queue_outbox WHERE id = ANY(%(ids)s::bigint[]);
 
 -- name: current_snapshot
 SELECT pg_current_snapshot()::text AS snapshot;

@@ -6,6 +6,10 @@
 - Every test gets a fresh database cloned from a migrated template, and a bucket of its own.
 - Ports are 0 (the OS picks); every I/O test runs under a `fail_after` guard so that a hang
   fails with its logs; the autojump clock is only for tests with no real I/O.
+- The work queue's transport is `postgres` unless a test asks for every transport with
+  `@on_every_queue` (the `queue_transport` fixture, parametrized); each broker transport gets
+  a queue of its own per test (SQS: on the moto server that serves S3, or
+  TEST_SQS_ENDPOINT_URL), with short lease-like timings.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ import dataclasses
 import ipaddress
 import os
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import httpx
@@ -23,12 +28,15 @@ import pytest
 import trio
 
 from bgchallenge.embedded import running_s3_server, set_fake_aws_credentials, start_postgres
+from bgchallenge.queues.sqs import ensure_queue
 from bgchallenge.service import Role, run_service
 from bgchallenge.settings import Settings
 from tests.support.origin import Origin, serve_origin
 from tests.support.servers import PostgresCluster, unique_name
 
 set_fake_aws_credentials()
+
+pytest_plugins = ["tests.support.rabbitmq"]
 
 IO_GUARD_SECONDS = 30
 
@@ -74,8 +82,44 @@ def bucket(s3_endpoint: str) -> str:
     return name
 
 
+def _sqs(request: pytest.FixtureRequest) -> dict[str, Any]:
+    endpoint = os.environ.get("TEST_SQS_ENDPOINT_URL") or request.getfixturevalue("s3_endpoint")
+    url = trio.run(ensure_queue, endpoint, unique_name("bgc-test-"))
+    return {"sqs_endpoint_url": endpoint, "sqs_queue_url": url, "sqs_wait_seconds": 1}
+
+
+def _rabbitmq(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Skips, saying why, when no RabbitMQ answers (tests/support/rabbitmq.py)."""
+    return {
+        "rabbitmq_url": request.getfixturevalue("rabbitmq_url"),
+        "rabbitmq_queue": request.getfixturevalue("rabbit_queue"),
+    }
+
+
+# BGC_QUEUE value -> the settings of a queue of its own for one test. Adding a transport to
+# the tests parametrized over every one (`on_every_queue`) is one entry here.
+QUEUE_TRANSPORTS: dict[str, Callable[[pytest.FixtureRequest], dict[str, Any]]] = {
+    "postgres": lambda request: {},
+    "sqs": _sqs,
+    "rabbitmq": _rabbitmq,
+}
+on_every_queue = pytest.mark.parametrize("queue_transport", list(QUEUE_TRANSPORTS))
+
+
 @pytest.fixture
-def settings(database_url: str, s3_endpoint: str, bucket: str) -> Settings:
+def queue_transport() -> str:
+    """The transport the `settings` choose; `on_every_queue` runs a test on each."""
+    return "postgres"
+
+
+@pytest.fixture
+def settings(
+    request: pytest.FixtureRequest,
+    database_url: str,
+    s3_endpoint: str,
+    bucket: str,
+    queue_transport: str,
+) -> Settings:
     return Settings(
         database_url=database_url,
         s3_endpoint_url=s3_endpoint,
@@ -84,6 +128,10 @@ def settings(database_url: str, s3_endpoint: str, bucket: str) -> Settings:
         allow_networks=(ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")),
         retry_delays=(0.05, 0.1, 0.2),
         sweep_seconds=60.0,
+        queue=queue_transport,
+        outbox_grace_seconds=0.5,
+        outbox_sweep_seconds=0.2,
+        **QUEUE_TRANSPORTS[queue_transport](request),
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +10,7 @@ from bgchallenge.db.database import Database, Row, Transaction
 from bgchallenge.domain.callbacks import Delivery
 from bgchallenge.domain.enqueue import EnqueueRequest
 from bgchallenge.domain.listing import ListQuery, Snapshot
+from bgchallenge.domain.messages import ClaimAnswer, Message
 from bgchallenge.domain.results import Claim, Progress, Result, Status, StoredObject
 from bgchallenge.domain.stream import Batch, Change, StreamPosition
 
@@ -25,6 +26,17 @@ class Enqueued:
 
 
 Identity = tuple[str, str, str]
+# Told, right after the commit, of the message intents a statement wrote to the outbox.
+OutboxSink = Callable[[Sequence[Message]], None]
+
+
+def _written_messages(rows: Sequence[Row]) -> list[Message]:
+    """The outbox rows a statement wrote (``outbox_id``, ``outbox_not_before``), from its rows."""
+    return [
+        Message(int(row["outbox_id"]), int(row["id"]), row["outbox_not_before"])
+        for row in rows
+        if row.get("outbox_id") is not None
+    ]
 
 
 def _identity(request: EnqueueRequest) -> Identity:
@@ -63,8 +75,13 @@ class Canceled:
 
 
 class Results:
-    def __init__(self, database: Database) -> None:
+    """The client side of the results table. With an ``outbox`` (a broker transport), the
+    enqueue writes each new result's message intent in its commit and tells ``outbox`` of
+    them right after it."""
+
+    def __init__(self, database: Database, outbox: OutboxSink | None = None) -> None:
         self.database = database
+        self.outbox = outbox
 
     async def ping(self) -> None:
         await self.database.fetch_one("ping")
@@ -75,7 +92,11 @@ class Results:
         answers: dict[int, Enqueued] = {}
         pending = list(enumerate(requests))
         for _ in range(_ENQUEUE_ATTEMPTS):
-            rows = await self.database.fetch_all("enqueue_results", _batch_params(pending))
+            rows = await self.database.fetch_all(
+                "enqueue_results", {**_batch_params(pending), "outbox": self.outbox is not None}
+            )
+            if self.outbox is not None:
+                self.outbox(_written_messages(rows))
             created = {_identity_of_row(r): r for r in rows if r["inserted"]}
             existing = {_identity_of_row(r): r for r in rows if not r["inserted"]}
             retry = []
@@ -193,12 +214,29 @@ class Attempts:
     answers the status it recorded (a result a cancel was requested for ends `canceled`
     whatever the attempt's outcome), or None when it changed nothing (the attempt is no longer
     this worker's).
+
+    With an ``outbox`` (a broker transport), every statement that queues a result again
+    (`schedule_retry`, `hand_back`, `reap_expired_leases`) writes its message intent, due when
+    the result is, in the same commit, and tells ``outbox`` of it right after.
     """
 
-    def __init__(self, database: Database, owner: str, lease_seconds: float) -> None:
+    def __init__(
+        self,
+        database: Database,
+        owner: str,
+        lease_seconds: float,
+        outbox: OutboxSink | None = None,
+    ) -> None:
         self.database = database
         self.owner = owner
         self.lease_seconds = lease_seconds
+        self.outbox = outbox
+
+    def _told(self, rows: Sequence[Row]) -> None:
+        if self.outbox is not None:
+            messages = _written_messages(rows)
+            if messages:
+                self.outbox(messages)
 
     def _fence(self, claim: Claim) -> dict[str, Any]:
         return {"id": claim.id, "owner": self.owner, "attempts": claim.attempts}
@@ -211,8 +249,11 @@ class Attempts:
         return {"received": progress.received_bytes, "total": progress.total_bytes}
 
     async def _outcome(self, name: str, params: dict[str, Any]) -> Status | None:
-        row = await self.database.fetch_one(name, params)
-        return None if row is None else Status(row["status"])
+        row = await self.database.fetch_one(name, {**params, "outbox": self.outbox is not None})
+        if row is None:
+            return None
+        self._told([{**row, "id": params["id"]}])
+        return Status(row["status"])
 
     async def claim_due(self, limit: int) -> list[Claim]:
         rows = await self.database.fetch_all(
@@ -220,6 +261,16 @@ class Attempts:
             {"limit": limit, "owner": self.owner, "lease_seconds": self.lease_seconds},
         )
         return [Claim.from_row(row) for row in rows]
+
+    async def claim_results(self, result_ids: Sequence[int]) -> list[ClaimAnswer]:
+        """A broker transport's claim: each of ``result_ids`` (the results its messages name,
+        without repeats) claimed by id if due, with the same update as `claim_due`; answers one
+        `ClaimAnswer` per id (a result that does not exist is dropped)."""
+        rows = await self.database.fetch_all(
+            "claim_results",
+            {"ids": list(result_ids), "owner": self.owner, "lease_seconds": self.lease_seconds},
+        )
+        return [ClaimAnswer.from_row(row) for row in rows]
 
     async def seconds_until_next_due(self) -> float | None:
         row = await self.database.fetch_one("seconds_until_next_due")
@@ -292,7 +343,12 @@ class Attempts:
         return await self._outcome("hand_back", self._fence(claim))
 
     async def reap_expired_leases(self, max_attempts: int) -> list[Row]:
-        return await self.database.fetch_all("reap_expired_leases", {"max_attempts": max_attempts})
+        rows = await self.database.fetch_all(
+            "reap_expired_leases",
+            {"max_attempts": max_attempts, "outbox": self.outbox is not None},
+        )
+        self._told(rows)
+        return rows
 
     async def claim_storage_cleanups(self, limit: int, lease_seconds: float) -> list[Row]:
         """Results whose bucket must be cleaned (``id``, ``job_id``, ``object_path``), each put
@@ -364,3 +420,32 @@ class Deliveries:
             {**self._fence(delivery), "error": error, "delay_seconds": delay_seconds},
         )
         return None if row is None else str(row["callback_status"])
+
+
+class Outbox:
+    """The message intents of the broker transports (migration 0010), for the relay's sweep."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    async def sweep(
+        self, limit: int, *, grace_seconds: float, lease_seconds: float, horizon_seconds: float
+    ) -> list[Message]:
+        """Up to ``limit`` intents a crash left behind (unsent ``grace_seconds`` after they
+        were written), due within ``horizon_seconds``; each is left alone by other sweeps for
+        ``lease_seconds`` (then taken again, if not `sent`)."""
+        rows = await self.database.fetch_all(
+            "outbox_sweep",
+            {
+                "limit": limit,
+                "grace_seconds": grace_seconds,
+                "lease_seconds": lease_seconds,
+                "horizon_seconds": horizon_seconds,
+            },
+        )
+        return [Message(int(r["id"]), int(r["result_id"]), r["not_before"]) for r in rows]
+
+    async def sent(self, outbox_ids: Sequence[int]) -> None:
+        """The broker accepted these: delete their rows."""
+        if outbox_ids:
+            await self.database.fetch_one("outbox_sent", {"ids": list(outbox_ids)})

@@ -709,7 +709,9 @@ def openapi_document() -> dict[str, Any]:
             "description": "Every error is `application/problem+json` (RFC 9457). Timestamps "
             "are RFC 3339 in UTC with milliseconds. Requests to "
             f"`{SIGNED_PREFIX}*` must be signed when the service has a signing secret. "
-            "A GET or HEAD request with a body is refused with 400, on every path.",
+            "A GET or HEAD request with a body is refused with 400, on every path. "
+            "The API behaves the same whichever transport carries the work (the server's "
+            "`BGC_QUEUE` setting: `postgres`, `sqs` or `rabbitmq`).",
         },
         "paths": dict(sorted(paths.items())),
         "components": {

@@ -4,7 +4,8 @@ serve_workers
 ├── workers x N one attempt at a time, each under its own cancel scope
 └── control
     ├── listener    NOTIFY → wake the dispatcher (and, for cancels, the attempt)
-    ├── dispatcher  claims up to the free capacity, hands over on a zero-buffer channel
+    ├── dispatcher  the queue (bgchallenge/work/queue.py): claims up to the free capacity,
+    │               hands over on a zero-buffer channel
     ├── reaper      re-queues results whose worker process died (lease expired)
     ├── sweep       cleans the bucket of results that ended without success
     └── callbacks   delivers completion callbacks (when BGC_WEBHOOK_SECRET is set)
@@ -36,9 +37,9 @@ from bgchallenge.metrics import Metrics
 from bgchallenge.settings import Settings
 from bgchallenge.storage.s3 import Storage, StorageRejected, StorageUnavailable
 from bgchallenge.work.callbacks import serve_callbacks
-from bgchallenge.work.dispatcher import Dispatcher
 from bgchallenge.work.fetch import Fetcher
 from bgchallenge.work.pipeline import copy_to_bucket
+from bgchallenge.work.queue import WorkQueue
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -50,6 +51,8 @@ EARLY_CANCEL_SECONDS = 60.0
 CLEANUP_BATCH = 20
 CLEANUP_LEASE_SECONDS = 60.0
 HAND_BACK_CLEANUP_SECONDS = 5.0
+# Bounds the queue's `finish` when the attempt's task is being cancelled (a shutdown).
+FINISH_SECONDS = 5.0
 NOT_OURS = "attempt no longer ours"
 
 
@@ -77,6 +80,7 @@ class WorkContext:
     storage: Storage
     settings: Settings
     metrics: Metrics
+    queue: WorkQueue
     active: dict[int, ActiveAttempt] = field(default_factory=dict)
     # Cancels heard for results this process was not (yet) running, by when they were heard:
     # a cancel can arrive between the claim's commit and the attempt's start.
@@ -163,8 +167,10 @@ async def _keep_lease(ctx: WorkContext, attempt: ActiveAttempt) -> None:
         schedule.wrote(write, now)
         if cancel_requested is None:
             attempt.cancel("lease_lost")
-        elif cancel_requested:
+            continue
+        if cancel_requested:
             attempt.cancel("canceled")
+        await ctx.queue.keep(attempt.claim)
 
 
 async def run_attempt(ctx: WorkContext, claim: Claim) -> None:
@@ -208,14 +214,22 @@ async def run_attempt(ctx: WorkContext, claim: Claim) -> None:
         recorded = True
     finally:
         del ctx.active[claim.id]
-        if not recorded:
-            with trio.CancelScope(shield=True):
+        with trio.CancelScope(shield=True):
+            if not recorded:
                 await hand_back(ctx, claim, fields)
+            await _finish(ctx, claim)
     if must_clean:
         # After the record, not before: until the terminal state is committed another attempt
         # may own the key. The obligation was committed with that state, so a crash or a
         # cancellation from here on leaves the work to the reaper's sweep.
         await _clean_storage(ctx, claim.id, object_key(claim.id, claim.object_path), fields)
+
+
+async def _finish(ctx: WorkContext, claim: Claim) -> None:
+    """The attempt's outcome is recorded (or it was handed back, or is not ours any more):
+    the queue lets go of its message."""
+    with trio.move_on_after(FINISH_SECONDS):
+        await ctx.queue.finish(claim)
 
 
 async def hand_back(ctx: WorkContext, claim: Claim, fields: dict[str, object]) -> None:
@@ -378,18 +392,16 @@ async def serve_workers(
 
     async def hand_back_unsent(claim: Claim) -> None:
         await hand_back(ctx, claim, {"id": claim.id, "jobId": claim.job_id})
+        await _finish(ctx, claim)
 
-    dispatcher = Dispatcher(
-        ctx.attempts,
-        send,
-        capacity=settings.workers,
-        sweep_seconds=settings.sweep_seconds,
-        hand_back=hand_back_unsent,
-    )
+    async def dispatcher(*, task_status: trio.TaskStatus[None]) -> None:
+        await ctx.queue.serve(
+            send, capacity=settings.workers, hand_back=hand_back_unsent, task_status=task_status
+        )
 
     def on_notify(channel: str, payload: str) -> None:
         if channel == RESULTS_CHANNEL:
-            dispatcher.wake()
+            ctx.queue.wake()
         elif channel == CANCELS_CHANNEL and payload.isdigit():
             ctx.cancel_requested(int(payload))
 
@@ -401,7 +413,7 @@ async def serve_workers(
         connections += 1
         if connections > 1:
             ctx.metrics.listener_reconnects.inc()
-        dispatcher.wake()
+        ctx.queue.wake()
 
     ctx.metrics.workers.set(settings.workers)
     ctx.metrics.workers_busy.set_function(lambda: len(ctx.active))
@@ -415,7 +427,7 @@ async def serve_workers(
 async def _supervise(
     ctx: WorkContext,
     shutdown: trio.Event,
-    dispatcher: Dispatcher,
+    dispatcher: Callable[..., Awaitable[None]],
     on_connect: Callable[[], None],
     on_notify: Callable[[str, str], None],
     receive: trio.MemoryReceiveChannel[Claim],
@@ -425,7 +437,7 @@ async def _supervise(
     async with trio.open_nursery() as workers:
         async with receive:
             for _ in range(settings.workers):
-                workers.start_soon(_work, ctx, receive.clone(), dispatcher.attempt_finished)
+                workers.start_soon(_work, ctx, receive.clone(), ctx.queue.attempt_finished)
         async with trio.open_nursery() as control:
             await control.start(
                 serve_listener,
@@ -434,7 +446,7 @@ async def _supervise(
                 on_connect,
                 on_notify,
             )
-            await control.start(dispatcher.run)
+            await control.start(dispatcher)
             control.start_soon(_reap, ctx)
             control.start_soon(_sweep, ctx)
             if settings.webhook_secret is not None:
@@ -451,5 +463,7 @@ async def _supervise(
                 "workers stopping",
                 extra={"running": len(ctx.active), "graceSeconds": settings.grace_seconds},
             )
+            # The grace period starts now, while the control tasks stop (a broker's receive
+            # may take its long poll to return).
+            workers.cancel_scope.deadline = trio.current_time() + settings.grace_seconds
             control.cancel_scope.cancel()
-        workers.cancel_scope.deadline = trio.current_time() + settings.grace_seconds

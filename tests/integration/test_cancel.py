@@ -9,7 +9,7 @@ from bgchallenge.db.repository import Results
 from bgchallenge.service import Role
 from bgchallenge.settings import Settings
 from bgchallenge.work.workers import run_attempt
-from tests.conftest import IO_GUARD_SECONDS, RunningService, start_service
+from tests.conftest import IO_GUARD_SECONDS, RunningService, on_every_queue, start_service
 from tests.support.attempts import worker_context
 from tests.support.metrics import samples
 from tests.support.origin import Origin
@@ -25,6 +25,7 @@ from tests.support.results import (
 MIB = 1024 * 1024
 
 
+@on_every_queue
 async def test_cancel_of_a_running_download_held_by_a_second_process(
     nursery: trio.Nursery,
     settings: Settings,
@@ -59,6 +60,7 @@ async def test_cancel_of_a_running_download_held_by_a_second_process(
     assert bucket_state.uploads() == [] and bucket_state.object_keys() == []
 
 
+@on_every_queue
 async def test_cancel_racing_a_claim_ends_in_exactly_one_outcome(
     service: RunningService, origin: Origin, database_url: str, s3_endpoint: str, bucket: str
 ) -> None:

@@ -58,6 +58,21 @@ def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
             "bgchallenge serve: argument --role: invalid choice: 'boss'"
             " (choose from 'all', 'web', 'worker') (see --help)",
         ),
+        (
+            ("serve",),
+            {"DATABASE_URL": "postgresql://h/d", "BGC_QUEUE": "kafka"},
+            "bgchallenge: BGC_QUEUE: must be one of postgres, rabbitmq, sqs, not 'kafka'",
+        ),
+        (
+            ("serve",),
+            {"DATABASE_URL": "postgresql://h/d", "BGC_QUEUE": "sqs"},
+            "bgchallenge: SQS_QUEUE_URL: not set (BGC_QUEUE=sqs needs it)",
+        ),
+        (
+            ("dev", "--queue", "sqs"),
+            {"SQS_ENDPOINT_URL": "localstack:4566"},
+            "bgchallenge: SQS_ENDPOINT_URL: not an http:// or https:// URL",
+        ),
         (("fly",), {}, None),
     ],
 )
@@ -71,6 +86,24 @@ def test_bad_setting_or_argument_is_exit_2_and_one_clear_line(
     assert "Traceback" not in completed.stderr
     if line is not None:
         assert lines[0] == line
+
+
+def test_an_sqs_queue_that_does_not_answer_is_one_clear_line(
+    database_url: str, s3_endpoint: str
+) -> None:
+    completed = run(
+        "serve",
+        DATABASE_URL=database_url,
+        S3_ENDPOINT_URL=s3_endpoint,
+        PORT="0",
+        BGC_QUEUE="sqs",
+        SQS_ENDPOINT_URL=s3_endpoint,
+        SQS_QUEUE_URL=f"{s3_endpoint}/123456789012/no-such-queue",
+    )
+    assert completed.returncode == 1, completed.stderr
+    (line,) = completed.stderr.strip().splitlines()
+    assert line.startswith("bgchallenge: QueueUnavailable: SQS get_queue_attributes: "), line
+    assert "NonExistentQueue" in line
 
 
 def test_unreachable_database_is_one_clear_line_not_a_traceback() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -233,17 +234,29 @@ def test_compose_file_describes_a_working_stack() -> None:
     assert services["postgres"]["image"].startswith("postgres:16")
     assert "healthcheck" in services["postgres"]
     assert services["localstack"]["image"].startswith("localstack/localstack")
-    assert services["localstack"]["environment"]["SERVICES"] == "s3"
+    assert services["localstack"]["environment"]["SERVICES"] == "s3,sqs"
     assert "healthcheck" in services["localstack"]
+    assert "healthcheck" in services["rabbitmq"]
     app = services["app"]
     assert app["build"] == "." and (ROOT / "Dockerfile").exists()
     assert app["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert "healthcheck" in app and any(p.endswith(":8000") for p in app["ports"])
     # the app's environment is one the service accepts, pointing at the compose services
-    settings = Settings.from_env({k: str(v) for k, v in app["environment"].items()})
+    # (${NAME:-default} as compose reads it when NAME is not set)
+    environment = {
+        k: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(v)) for k, v in app["environment"].items()
+    }
+    settings = Settings.from_env(environment)
     assert settings.database_url and "@postgres:5432/" in settings.database_url
     assert settings.s3_endpoint_url == "http://localstack:4566"
-    assert settings.s3_bucket in " ".join(services["create-bucket"]["command"])
+    setup = " ".join(services["create-bucket"]["command"])
+    assert settings.s3_bucket in setup
+    # every transport's settings are there: BGC_QUEUE=sqs or rabbitmq switches
+    assert settings.queue == "postgres"
+    for queue in ("sqs", "rabbitmq"):
+        Settings.from_env({**environment, "BGC_QUEUE": queue}).require_queue()
+    assert settings.sqs_queue_url and settings.sqs_queue_url.rsplit("/", 1)[1] in setup
+    assert settings.rabbitmq_url and "@rabbitmq:5672/" in settings.rabbitmq_url
     # SIGKILL only after the grace period, the hand-back (5 s at most) and closing
     assert app["stop_grace_period"].endswith("s")
     assert float(app["stop_grace_period"][:-1]) >= settings.grace_seconds + 15

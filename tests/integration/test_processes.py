@@ -16,7 +16,7 @@ import trio
 from bgchallenge.db.migrate import MIGRATION_LOCK_KEY
 from bgchallenge.embedded import free_port
 from bgchallenge.settings import Settings
-from tests.conftest import IO_GUARD_SECONDS, start_service
+from tests.conftest import IO_GUARD_SECONDS, on_every_queue, start_service
 from tests.support.origin import Origin, body_sha256
 from tests.support.processes import ServiceProcess
 from tests.support.proxy import PostgresProxy
@@ -48,6 +48,7 @@ def spawn(settings: Settings) -> Iterator[Spawn]:
         print(f"--- log of service process {process.pid}:\n{process.logs()[-4000:]}")
 
 
+@on_every_queue
 async def test_two_worker_processes_fetch_each_result_exactly_once(
     spawn: Spawn, origin: Origin, database_url: str
 ) -> None:
@@ -69,6 +70,7 @@ async def test_two_worker_processes_fetch_each_result_exactly_once(
     assert sum(per_process) == 300 and all(count > 0 for count in per_process), per_process
 
 
+@on_every_queue
 async def test_results_of_a_killed_worker_finish_in_another_after_the_lease_expires(
     spawn: Spawn, origin: Origin, database_url: str, s3_endpoint: str, bucket: str
 ) -> None:
@@ -93,6 +95,7 @@ async def test_results_of_a_killed_worker_finish_in_another_after_the_lease_expi
     assert bucket_state.uploads() == []  # the dead process's upload was aborted
 
 
+@on_every_queue
 async def test_sigterm_hands_running_downloads_back_and_they_finish_after_a_restart(
     spawn: Spawn, origin: Origin, database_url: str, s3_endpoint: str, bucket: str
 ) -> None:
@@ -118,6 +121,7 @@ async def test_sigterm_hands_running_downloads_back_and_they_finish_after_a_rest
     assert "Traceback" not in service.logs() + restarted.logs()
 
 
+@on_every_queue
 async def test_sigterm_lets_downloads_finish_within_the_grace_period(
     spawn: Spawn, origin: Origin, database_url: str
 ) -> None:

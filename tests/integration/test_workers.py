@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from bgchallenge.settings import Settings
-from tests.conftest import IO_GUARD_SECONDS, RunningService, start_service
+from tests.conftest import IO_GUARD_SECONDS, RunningService, on_every_queue, start_service
 from tests.support.origin import Origin, body_sha256
 from tests.support.results import Bucket, wait_until_terminal
 
@@ -29,10 +29,12 @@ async def enqueue(service: RunningService, url: str, job: str = "job") -> int:
     return int(response.json()["id"])
 
 
+@on_every_queue
 async def test_can_complete_on_notify(
     service: RunningService, origin: Origin, database_url: str, bucket_state: Bucket
 ) -> None:
-    # the sweep is 60 s in these settings: only the NOTIFY can wake the dispatcher in time
+    # the sweep is 60 s in these settings: only the NOTIFY (a broker: its message) can wake
+    # the dispatcher in time
     with trio.fail_after(IO_GUARD_SECONDS):
         result_id = await enqueue(service, origin.url("cat.png", size=5000) + "&sig=secret")
         (row,) = await wait_until_terminal(database_url, 1, within=5)
@@ -112,6 +114,7 @@ async def test_head_refused_is_validated_on_get(
     assert len(bucket_state.object_keys()) == 1 and bucket_state.uploads() == []
 
 
+@on_every_queue
 async def test_fails_twice_then_succeeds_after_the_configured_delays(
     nursery: trio.Nursery, settings: Settings, origin: Origin, database_url: str
 ) -> None:
@@ -128,6 +131,7 @@ async def test_fails_twice_then_succeeds_after_the_configured_delays(
     assert gaps[0] >= delays[0] and gaps[1] >= delays[1], gaps
 
 
+@on_every_queue
 async def test_always_failing_is_exhausted_after_four_attempts(
     service: RunningService, origin: Origin, database_url: str
 ) -> None:

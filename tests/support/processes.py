@@ -27,6 +27,12 @@ def service_environment(settings: Settings, **overrides: str) -> dict[str, str]:
         BGC_ALLOW_NETWORKS=",".join(str(n) for n in settings.allow_networks),
         BGC_RETRY_DELAYS=",".join(str(d) for d in settings.retry_delays),
         BGC_SWEEP_SECONDS=str(settings.sweep_seconds),
+        BGC_QUEUE=settings.queue,
+        SQS_QUEUE_URL=settings.sqs_queue_url or "",
+        SQS_ENDPOINT_URL=settings.sqs_endpoint_url or "",
+        BGC_SQS_WAIT_SECONDS=str(settings.sqs_wait_seconds),
+        RABBITMQ_URL=settings.rabbitmq_url or "",
+        BGC_RABBITMQ_QUEUE=settings.rabbitmq_queue,
     )
     env.update(overrides)
     return env

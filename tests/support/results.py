@@ -62,20 +62,32 @@ class Bucket:
         return answer["Body"].read(), answer["ContentType"]
 
 
-def insert_results(database_url: str, urls: list[str], job: str = "job") -> None:
-    """Insert queued results straight into the table (the trigger sends their NOTIFYs)."""
+def insert_results(
+    database_url: str, urls: list[str], job: str = "job", *, outbox: bool = True
+) -> list[int]:
+    """Insert queued results straight into the table (the trigger sends their NOTIFYs); answer
+    their ids. With ``outbox``, their message intents too, as a crash right after the commit
+    would leave them: a broker transport's sweep sends them at once (``postgres`` ignores
+    the outbox)."""
+    rows = [
+        (job, url.split("/")[2], "/" + url.split("/", 3)[3].split("?")[0], url.split("?")[0], url)
+        for url in urls
+    ]
     with psycopg.connect(database_url) as connection, connection.cursor() as cursor:
-        cursor.executemany(
-            "INSERT INTO results (job_id, host, object_path, url, source_url) "
-            "VALUES (%s, %s, %s, %s, %s)",
-            [
-                (
-                    job,
-                    url.split("/")[2],
-                    "/" + url.split("/", 3)[3].split("?")[0],
-                    url.split("?")[0],
-                    url,
-                )
-                for url in urls
-            ],
-        )
+        ids = []
+        for row in rows:
+            cursor.execute(
+                "INSERT INTO results (job_id, host, object_path, url, source_url) "
+                "VALUES (%s, %s, %s, %s, %s) RETURNING id",
+                row,
+            )
+            fetched = cursor.fetchone()
+            assert fetched is not None
+            ids.append(int(fetched[0]))
+        if outbox:
+            cursor.execute(
+                "INSERT INTO queue_outbox (result_id, relay_after) "
+                "SELECT unnest(%s::bigint[]), now() - interval '1 hour'",
+                (ids,),
+            )
+        return ids

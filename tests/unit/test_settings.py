@@ -62,6 +62,34 @@ def test_database_is_required_to_serve() -> None:
         Settings.from_env({}).require_database()
 
 
+def test_queue_transport_and_its_settings() -> None:
+    assert Settings.from_env({}).queue == "postgres"
+    Settings.from_env({}).require_queue()  # postgres needs nothing more
+    sqs = Settings.from_env(
+        {
+            "BGC_QUEUE": "sqs",
+            "SQS_QUEUE_URL": "http://localhost:4566/000000000000/work",
+            "SQS_ENDPOINT_URL": "http://localhost:4566",
+            "BGC_SQS_WAIT_SECONDS": "20",
+        }
+    )
+    sqs.require_queue()
+    assert (sqs.queue, sqs.sqs_wait_seconds) == ("sqs", 20)
+    rabbit = Settings.from_env({"BGC_QUEUE": "rabbitmq"})
+    assert rabbit.rabbitmq_queue == "bgchallenge.work"
+    with pytest.raises(SettingsError, match="RABBITMQ_URL: not set"):
+        rabbit.require_queue()
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(
+            {"BGC_QUEUE": "SQS", "RABBITMQ_URL": "http://x", "BGC_SQS_WAIT_SECONDS": "21"}
+        )
+    assert caught.value.problems == [
+        "BGC_QUEUE: must be one of postgres, rabbitmq, sqs, not 'SQS'",
+        "BGC_SQS_WAIT_SECONDS: must be between 0 and 20, not 21",
+        "RABBITMQ_URL: not an amqp:// or amqps:// URL",
+    ]
+
+
 def test_attempt_bounds() -> None:
     defaults = Settings.from_env({})
     assert defaults.attempt_seconds == 600 and defaults.min_rate == 16 * 1024

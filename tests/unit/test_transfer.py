@@ -15,6 +15,7 @@ import trio.testing
 from bgchallenge.db.repository import Attempts
 from bgchallenge.domain.results import Claim, Progress
 from bgchallenge.domain.transfer import ProgressMeter, Write, WriteSchedule, content_length
+from bgchallenge.queues.postgres import PostgresQueue
 from bgchallenge.settings import Settings
 from bgchallenge.work.workers import ActiveAttempt, WorkContext, _keep_lease
 
@@ -81,7 +82,8 @@ async def lease_writes(
     recording = RecordingAttempts()
     none = cast(Any, None)
     settings = Settings(lease_seconds=30, progress_seconds=progress_seconds)
-    ctx = WorkContext(cast(Attempts, recording), none, none, settings, none)
+    queue = PostgresQueue(cast(Attempts, recording), sweep_seconds=5)
+    ctx = WorkContext(cast(Attempts, recording), none, none, settings, none, queue)
     attempt = ActiveAttempt(Claim(1, "j", "https://e.com/a", "https://e.com/a", "/a", 1))
     start = trio.current_time()
 
