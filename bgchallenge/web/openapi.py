@@ -373,6 +373,20 @@ def _operations_surface() -> dict[Operation, Schema]:
     }
 
 
+_SIGNING_HOWTO = (
+    "\n\n**Signing.** With `BGC_SIGNING_SECRET` set, every "
+    f"`{SIGNED_PREFIX}*` request carries `X-Bgc-Timestamp: <unix seconds>` (at most "
+    f"{MAX_AGE_SECONDS} s from the service's clock) and `X-Bgc-Signature: "
+    f"{SIGNATURE_PREFIX}<hex HMAC-SHA256>`, keyed with the secret, of "
+    "`<timestamp>\\n<METHOD>\\n<target>\\n<hex SHA-256 of the raw body>` (the target as "
+    "sent, query string included; see the `bgcTimestamp` and `bgcSignature` schemes)."
+    "\n\n**Try it out** sends its requests to this service and works as it is when signing is "
+    "off. With signing on, a signature is good for one exact request: compute both headers for "
+    "the request you are about to send, enter them under **Authorize**, and send it within "
+    f"{MAX_AGE_SECONDS // 60} minutes; or use a client that signs (`bgchallenge submit`)."
+)
+
+
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document of every route the service has, as plain data."""
     described = {**_operations_surface(), **_result_operations()}
@@ -405,8 +419,11 @@ def openapi_document() -> dict[str, Any]:
             "description": "Every error is `application/problem+json` (RFC 9457). Timestamps "
             "are RFC 3339 in UTC with milliseconds. Requests to "
             f"`{SIGNED_PREFIX}*` must be signed when the service has a signing secret. "
-            "A GET or HEAD request with a body is refused with 400, on every path.",
+            "A GET or HEAD request with a body is refused with 400, on every path."
+            + _SIGNING_HOWTO,
         },
+        # Relative: the service that serves this document (so "Try it out" asks it).
+        "servers": [{"url": "/", "description": "this service"}],
         "paths": dict(sorted(paths.items())),
         "components": {
             "schemas": _schemas(),
