@@ -34,6 +34,14 @@ STREAM_POSITION = r"^\s*([A-Za-z0-9_-]+(\.[0-9]+\.[0-9]+\.[A-Za-z0-9_-]+)?)?\s*$
 
 Schema = dict[str, Any]
 
+RETRY_AFTER: Schema = {
+    "Retry-After": {
+        "required": True,
+        "description": "seconds",
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    }
+}
+
 # The filter that /results/list and /results/stream share.
 _JOB_ID_PARAMETER: Schema = {
     "name": "jobId",
@@ -121,13 +129,7 @@ def _responses() -> dict[str, Schema]:
         "DatabaseUnavailable": _problem(
             "Problem",
             "PostgreSQL is not answering; try again.",
-            headers={
-                "Retry-After": {
-                    "required": True,
-                    "description": "seconds",
-                    "schema": {"type": "string", "pattern": "^[0-9]+$"},
-                }
-            },
+            headers=RETRY_AFTER,
         ),
         "NotFound": _problem("Problem", "No result with this id."),
         "TooLarge": _problem(
@@ -300,13 +302,7 @@ def _result_operations() -> dict[Operation, Schema]:
                     "Problem",
                     "The process has BGC_STREAM_MAX streams open already (or is shutting "
                     "down), or PostgreSQL is not answering; try again.",
-                    headers={
-                        "Retry-After": {
-                            "required": True,
-                            "description": "seconds",
-                            "schema": {"type": "string", "pattern": "^[0-9]+$"},
-                        }
-                    },
+                    headers=RETRY_AFTER,
                 ),
             },
         },
