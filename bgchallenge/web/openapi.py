@@ -10,6 +10,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from bgchallenge.domain.callbacks import CALLBACK_TIMEOUT_SECONDS
 from bgchallenge.domain.enqueue import MAX_JOB_ID_LENGTH
 from bgchallenge.domain.listing import CURSOR_LENGTH, DEFAULT_LIMIT, MAX_LIMIT
 from bgchallenge.domain.paths import MAX_URL_LENGTH
@@ -369,6 +370,48 @@ def _operations_surface() -> dict[Operation, Schema]:
     }
 
 
+def _webhooks() -> dict[str, Schema]:
+    """The completion callback: what the service POSTs to a result's callbackUrl."""
+    header = {"in": "header", "required": True, "schema": {"type": "string"}}
+    return {
+        "resultCompleted": {
+            "post": {
+                "operationId": "resultCompleted",
+                "summary": "A result is terminal: its JSON, POSTed to its callbackUrl",
+                "description": "Sent when the service has BGC_WEBHOOK_SECRET set and the "
+                "enqueue body gave a callbackUrl; signed as the Standard Webhooks specification "
+                "says, so a receiver verifies with `Webhook(secret).verify(body, headers)` "
+                "(package `standardwebhooks`) and deduplicates on `webhook-id` (delivery is at "
+                "least once). A 2xx answer is delivery; anything else, no answer within "
+                f"{CALLBACK_TIMEOUT_SECONDS:g} s or no connection is retried after "
+                "BGC_CALLBACK_DELAYS; the result's `callback` member shows how it went.",
+                "parameters": [
+                    {
+                        "name": "webhook-id",
+                        **header,
+                        "description": "the same on every attempt for one result",
+                    },
+                    {"name": "webhook-timestamp", **header, "description": "Unix seconds"},
+                    {
+                        "name": "webhook-signature",
+                        **header,
+                        "description": "`v1,<base64 HMAC-SHA256>` of "
+                        "`<webhook-id>.<webhook-timestamp>.<body>`",
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": _ref("Result")}},
+                },
+                "responses": {
+                    "2XX": {"description": "Delivered."},
+                    "default": {"description": "Not delivered: tried again later."},
+                },
+            }
+        }
+    }
+
+
 _SIGNING_HOWTO = (
     "\n\n**Signing.** With `BGC_SIGNING_SECRET` set, every "
     f"`{SIGNED_PREFIX}*` request carries `X-Bgc-Timestamp: <unix seconds>` (at most "
@@ -421,6 +464,7 @@ def openapi_document() -> dict[str, Any]:
         # Relative: the service that serves this document (so "Try it out" asks it).
         "servers": [{"url": "/", "description": "this service"}],
         "paths": dict(sorted(paths.items())),
+        "webhooks": _webhooks(),
         "components": {
             "schemas": _schemas(),
             "responses": _responses(),

@@ -237,7 +237,8 @@ def chromium() -> str:
 @pytest.mark.slow
 async def test_swagger_ui_renders_every_operation(web_service: str, tmp_path: Path) -> None:
     """A real browser, offline but for the service: /docs loads Swagger UI from the service
-    alone, Swagger UI loads /openapi.json and shows every operation the document has."""
+    alone, Swagger UI loads /openapi.json and shows every operation (and the webhook) the
+    document has."""
     command = [
         chromium(),
         "--headless",
@@ -260,10 +261,14 @@ async def test_swagger_ui_renders_every_operation(web_service: str, tmp_path: Pa
     assert completed.returncode == 0, detail
     assert "Failed to load API definition" not in dom, detail
     assert 'class="btn authorize' in dom, detail  # the signing schemes are shown
-    for path, operations in openapi_document()["paths"].items():
+    document = openapi_document()
+    # Swagger UI lists paths under the tag "default", webhooks by name under "webhooks".
+    shown = [("default", path, ops) for path, ops in document["paths"].items()]
+    shown += [("webhooks", name, ops) for name, ops in document["webhooks"].items()]
+    for section, path, operations in shown:
         for method, operation in operations.items():
             block = re.search(
-                f'id="operations-default-{operation["operationId"]}"(.*?)data-path="([^"]*)"',
+                f'id="operations-{section}-{operation["operationId"]}"(.*?)data-path="([^"]*)"',
                 dom,
                 re.DOTALL,
             )
