@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime
 
 import trio
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from bgchallenge.domain.enqueue import parse_enqueue_body
+from bgchallenge.web.schema import decode_enqueue
 from bgchallenge.web.server import serve_http
 
 app = QuartTrio("ceiling")
@@ -21,7 +22,8 @@ app = QuartTrio("ceiling")
 
 @app.post("/results/enqueue")
 async def enqueue() -> Response:
-    parsed = parse_enqueue_body(await request.get_data(as_text=False))  # type: ignore[arg-type]
+    raw: bytes = await request.get_data(as_text=False)  # type: ignore[assignment]
+    parsed = decode_enqueue(raw, now=datetime.now(UTC), callbacks=False)
     body = json.dumps({"id": 1, "jobId": parsed.job_id, "url": parsed.source.public})
     return Response(body, status=202, content_type="application/json")
 

@@ -84,18 +84,59 @@ def parse_enqueue_body(
         problems.append(FieldProblem("#/jobId", "must not be empty"))
     elif len(job_id) > MAX_JOB_ID_LENGTH:
         problems.append(FieldProblem("#/jobId", f"must be at most {MAX_JOB_ID_LENGTH} characters"))
-    elif unstorable := storable_text_problem(job_id):
-        problems.append(FieldProblem("#/jobId", unstorable))
-
-    source: SourceUrl | None = None
-    expires_at: datetime | None = None
     if url is None:
         problems.append(FieldProblem("#/url", "is required"))
     elif not isinstance(url, str):
         problems.append(FieldProblem("#/url", "must be a string"))
     elif not url:
         problems.append(FieldProblem("#/url", "must not be empty"))
-    else:
+    callback_url = body.get("callbackUrl")
+    if "callbackUrl" in body and callbacks and not isinstance(callback_url, str):
+        problems.append(FieldProblem("#/callbackUrl", "must be a string"))
+    elif "callbackUrl" in body and callbacks and not callback_url:
+        problems.append(FieldProblem("#/callbackUrl", "must not be empty"))
+    try:
+        request = check_enqueue(
+            job_id if isinstance(job_id, str) and 0 < len(job_id) <= MAX_JOB_ID_LENGTH else None,
+            url if isinstance(url, str) and url else None,
+            callback_url if isinstance(callback_url, str) and callback_url else None,
+            now=now,
+            callbacks=callbacks,
+            callback_given="callbackUrl" in body,
+        )
+    except InvalidBody as exc:
+        problems.extend(exc.problems)
+    if problems:
+        raise InvalidBody(sorted(problems, key=_member_order))
+    return request
+
+
+def _member_order(problem: FieldProblem) -> int:
+    """Unknown members first, then the members in their declared order (as listed before)."""
+    name = problem.pointer.removeprefix("#/")
+    return ALLOWED_MEMBERS.index(name) + 1 if name in ALLOWED_MEMBERS else 0
+
+
+def check_enqueue(
+    job_id: str | None,
+    url: str | None,
+    callback_url: str | None,
+    *,
+    now: datetime | None,
+    callbacks: bool,
+    callback_given: bool,
+) -> EnqueueRequest:
+    """The rules beyond the body's shape (members, types, lengths, which the web layer's
+    declaration of the body checks): text PostgreSQL can store, an absolute http(s) URL, not
+    already expired at ``now``, a callback only when ``callbacks`` are on. A None member had a
+    shape problem already; its other rules are not checked. Raises `InvalidBody`."""
+    problems = []
+    if job_id is not None and (unstorable := storable_text_problem(job_id)):
+        problems.append(FieldProblem("#/jobId", unstorable))
+
+    source: SourceUrl | None = None
+    expires_at: datetime | None = None
+    if url is not None:
         try:
             source = parse_source_url(url)
         except InvalidUrl as exc:
@@ -108,32 +149,24 @@ def parse_enqueue_body(
                 problems.append(FieldProblem("#/url", f"the presigned URL expired at {shown}"))
 
     callback: SourceUrl | None = None
-    if "callbackUrl" in body:
-        callback, problem = _callback_url(body["callbackUrl"], callbacks)
+    if callback_given:
+        problem = None
+        if not callbacks:
+            problem = "callbacks are off on this service (it has no BGC_WEBHOOK_SECRET)"
+        elif callback_url is not None:
+            try:
+                # the same rules as the source URL: absolute http(s), at most 2048 characters
+                callback = parse_source_url(callback_url)
+            except InvalidUrl as exc:
+                problem = str(exc)
         if problem:
             problems.append(FieldProblem("#/callbackUrl", problem))
 
-    if problems:
+    if problems or job_id is None or source is None:
         raise InvalidBody(problems)
-    assert isinstance(job_id, str) and source is not None
     return EnqueueRequest(
         job_id=job_id, source=source, url_expires_at=expires_at, callback=callback
     )
-
-
-def _callback_url(value: object, enabled: bool) -> tuple[SourceUrl | None, str | None]:
-    """The callback URL, or why it cannot be one."""
-    if not enabled:
-        return None, "callbacks are off on this service (it has no BGC_WEBHOOK_SECRET)"
-    if not isinstance(value, str):
-        return None, "must be a string"
-    if not value:
-        return None, "must not be empty"
-    try:
-        # the same rules as the source URL: absolute http(s), at most 2048 characters
-        return parse_source_url(value), None
-    except InvalidUrl as exc:
-        return None, str(exc)
 
 
 def _json_kind(value: object) -> str:

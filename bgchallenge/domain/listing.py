@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -17,6 +18,9 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
 KNOWN_PARAMETERS = ("jobId", "status", "limit", "cursor")
 _CURSOR_TAG_BYTES = 12
+# A cursor is base64url without padding of 8 + 12 bytes: exactly 27 of these characters.
+CURSOR_LENGTH = 27
+_CURSOR = re.compile(f"[A-Za-z0-9_-]{{{CURSOR_LENGTH}}}")
 
 
 class InvalidQuery(ValueError):
@@ -105,6 +109,8 @@ def encode_cursor(key: bytes, query: ListQuery, after_id: int) -> str:
 
 def decode_cursor(key: bytes, query: ListQuery, text: str) -> int | None:
     """The id a cursor continues after, or None if this service did not issue it."""
+    if not _CURSOR.fullmatch(text):
+        return None
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):

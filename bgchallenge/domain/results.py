@@ -10,6 +10,8 @@ from typing import Any
 
 
 class Status(StrEnum):
+    """Terminal states: succeeded, failed, canceled; a terminal result never changes again."""
+
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -153,58 +155,6 @@ def format_timestamp(moment: datetime | None) -> str | None:
         return None
     utc = moment.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-
-
-def render_result(result: Result) -> dict[str, Any]:
-    """The result as the API shows it (camelCase members)."""
-    return {
-        "id": result.id,
-        "jobId": result.job_id,
-        "url": result.url,
-        "objectPath": result.object_path,
-        "status": result.status.value,
-        "attempts": result.attempts,
-        "error": (
-            {"code": result.error.code, "message": result.error.message} if result.error else None
-        ),
-        "storage": (
-            {
-                "bucket": result.storage.bucket,
-                "key": result.storage.key,
-                "size": result.storage.size,
-                "contentType": result.storage.content_type,
-                "declaredContentType": result.storage.declared_content_type,
-                "sha256": result.storage.sha256,
-            }
-            if result.storage
-            else None
-        ),
-        "createdAt": format_timestamp(result.created_at),
-        "updatedAt": format_timestamp(result.updated_at),
-        "startedAt": format_timestamp(result.started_at),
-        "endedAt": format_timestamp(result.ended_at),
-        "canceledAt": format_timestamp(result.canceled_at),
-        "durationMs": result.duration_ms,
-        "urlExpiresAt": format_timestamp(result.url_expires_at),
-        "progress": (
-            {
-                "receivedBytes": result.progress.received_bytes,
-                "totalBytes": result.progress.total_bytes,
-            }
-            if result.progress
-            else None
-        ),
-        "callback": (
-            {
-                "url": result.callback.url,
-                "status": result.callback.status,
-                "attempts": result.callback.attempts,
-                "lastError": result.callback.last_error,
-            }
-            if result.callback
-            else None
-        ),
-    }
 
 
 @dataclass(frozen=True)

@@ -37,10 +37,8 @@ towards sending twice, never towards missing a change.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from bgchallenge.domain.enqueue import MAX_JOB_ID_LENGTH, FieldProblem
 from bgchallenge.domain.listing import InvalidQuery, Snapshot, decode_position, encode_position
@@ -166,9 +164,9 @@ class StreamState:
         return events
 
 
-def sse_event(event: str, event_id: str, data: Mapping[str, Any]) -> bytes:
-    """One Server-Sent Event; the data is one line of JSON (no line break can occur in it)."""
-    return f"id: {event_id}\nevent: {event}\ndata: {json.dumps(data)}\n\n".encode()
+def sse_event(event: str, event_id: str, data: bytes) -> bytes:
+    """One Server-Sent Event; ``data`` is one line of JSON (no line break can occur in it)."""
+    return f"id: {event_id}\nevent: {event}\ndata: ".encode() + data + b"\n\n"
 
 
 def parse_stream_query(args: Mapping[str, Sequence[str]]) -> str | None:

@@ -15,12 +15,7 @@ from werkzeug.exceptions import HTTPException
 from bgchallenge.db.batching import Batcher
 from bgchallenge.db.database import DatabaseUnavailable
 from bgchallenge.db.repository import Enqueued, Results
-from bgchallenge.domain.enqueue import (
-    EnqueueRequest,
-    InvalidBody,
-    NotAnObject,
-    parse_enqueue_body,
-)
+from bgchallenge.domain.enqueue import EnqueueRequest, InvalidBody, NotAnObject
 from bgchallenge.domain.listing import (
     InvalidQuery,
     Snapshot,
@@ -30,29 +25,33 @@ from bgchallenge.domain.listing import (
     list_etag,
     parse_list_query,
 )
-from bgchallenge.domain.results import render_result
 from bgchallenge.domain.stream import decode_stream_position, parse_stream_query
 from bgchallenge.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bgchallenge.metrics import Metrics
 from bgchallenge.storage.s3 import Storage
+from bgchallenge.web import routes
+from bgchallenge.web.docs import register_docs
 from bgchallenge.web.filters import check_body, check_signature, raw_body, receive_body
-from bgchallenge.web.openapi import register_openapi
 from bgchallenge.web.problems import invalid, json_response, not_modified, problem
 from bgchallenge.web.recent import Recent
+from bgchallenge.web.routes import HEALTH_MAX_AGE_SECONDS as HEALTH_MAX_AGE_SECONDS
+from bgchallenge.web.routes import HEALTH_TIMEOUT_SECONDS as HEALTH_TIMEOUT_SECONDS
+from bgchallenge.web.routes import MAX_BODY_BYTES
+from bgchallenge.web.schema import (
+    DuplicateProblem,
+    Health,
+    HealthProblem,
+    ResultPage,
+    decode_enqueue,
+    result_body,
+)
 from bgchallenge.web.stream import StreamHub, StreamsFull
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 64 * 1024
-HEALTH_TIMEOUT_SECONDS = 2.0
-# /health answers from a check at most this old (concurrent requests share one check).
-HEALTH_MAX_AGE_SECONDS = 1.0
 # /metrics reads the queue depth (a count over the queue) at most this often: on demand, so a
 # process nobody scrapes runs no count, and a scrape after a quiet spell gets a fresh value.
 QUEUE_DEPTH_MAX_AGE_SECONDS = 5.0
-# Ids are PostgreSQL bigints from 1: a larger one would be sent as numeric and scan the table,
-# so the route answers 404 for anything else before any query.
-RESULT_ID = f"int(min=1, max={2**63 - 1})"
 
 
 @dataclass(frozen=True)
@@ -70,7 +69,7 @@ class WebDependencies:
 
 
 def create_app(deps: WebDependencies) -> QuartTrio:
-    app = QuartTrio("bgchallenge")
+    app = QuartTrio("bgchallenge", static_folder=None)  # docs.py serves /docs's files
     app.config["MAX_CONTENT_LENGTH"] = None  # `screen` enforces MAX_BODY_BYTES, after signing
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
 
@@ -138,7 +137,7 @@ def create_app(deps: WebDependencies) -> QuartTrio:
     recent_health = Recent(check_parts, HEALTH_MAX_AGE_SECONDS)
     recent_queue_depth = Recent(read_queue_depth, QUEUE_DEPTH_MAX_AGE_SECONDS)
 
-    @app.get("/health")
+    @app.route(routes.HEALTH.rule, methods=[routes.HEALTH.method])
     async def health() -> Response:
         states = await recent_health()
         failing = [name for name, state in states.items() if state != "ok"]
@@ -147,23 +146,24 @@ def create_app(deps: WebDependencies) -> QuartTrio:
                 503,
                 f"{' and '.join(failing)} not answering",
                 kind="unhealthy",
+                shape=HealthProblem,
                 **states,
             )
-        return json_response({"status": "ok", **states})
+        return json_response(Health(status="ok", **states))
 
-    @app.get("/metrics")
+    @app.route(routes.METRICS.rule, methods=[routes.METRICS.method])
     async def metrics() -> Response:
         queue = await recent_queue_depth()
         return Response(deps.metrics.render(queue), content_type=METRICS_CONTENT_TYPE)
 
-    register_openapi(app)
+    register_docs(app)
     if deps.serve_api:
         _add_api_routes(app, deps)
     return app
 
 
 def _add_api_routes(app: QuartTrio, deps: WebDependencies) -> None:
-    @app.post("/results/enqueue")
+    @app.route(routes.ENQUEUE.rule, methods=[routes.ENQUEUE.method])
     async def enqueue() -> Response:
         if request.mimetype != "application/json" and not request.mimetype.endswith("+json"):
             return problem(
@@ -173,7 +173,7 @@ def _add_api_routes(app: QuartTrio, deps: WebDependencies) -> None:
             )
         raw = raw_body()
         try:
-            parsed = parse_enqueue_body(raw, now=datetime.now(UTC), callbacks=deps.callbacks)
+            parsed = decode_enqueue(raw, now=datetime.now(UTC), callbacks=deps.callbacks)
         except NotAnObject as exc:
             return problem(400, str(exc), kind="single-object-required")
         except InvalidBody as exc:
@@ -186,16 +186,17 @@ def _add_api_routes(app: QuartTrio, deps: WebDependencies) -> None:
                 409,
                 f"job {result.job_id!r} already has a result for this object",
                 kind="duplicate",
-                existingId=result.id,
+                shape=DuplicateProblem,
+                existing_id=result.id,
                 headers={"Location": f"/results/{result.id}"},
             )
         deps.metrics.enqueued.inc()
         log.info("enqueued", extra={"id": result.id, "jobId": result.job_id, "url": result.url})
         return json_response(
-            render_result(result), 202, headers={"Location": f"/results/{result.id}"}
+            result_body(result), 202, headers={"Location": f"/results/{result.id}"}
         )
 
-    @app.get("/results/list")
+    @app.route(routes.LIST.rule, methods=[routes.LIST.method])
     async def list_results() -> Response:
         try:
             query = parse_list_query(request.args.to_dict(flat=False), deps.cursor_key)
@@ -215,10 +216,10 @@ def _add_api_routes(app: QuartTrio, deps: WebDependencies) -> None:
         next_cursor = (
             encode_cursor(deps.cursor_key, query, page.results[-1].id) if page.more else None
         )
-        body = {"items": [render_result(r) for r in page.results], "nextCursor": next_cursor}
+        body = ResultPage([result_body(r) for r in page.results], next_cursor)
         return json_response(body, headers={"ETag": etag, "Cache-Control": "no-cache"})
 
-    @app.get("/results/stream")
+    @app.route(routes.STREAM.rule, methods=[routes.STREAM.method])
     async def stream() -> Response:
         try:
             job_id = parse_stream_query(request.args.to_dict(flat=False))
@@ -252,18 +253,18 @@ def _add_api_routes(app: QuartTrio, deps: WebDependencies) -> None:
         response.timeout = None  # Quart's RESPONSE_TIMEOUT would cut a stream after 60 s
         return response
 
-    @app.post(f"/results/<{RESULT_ID}:result_id>/cancel")
+    @app.route(routes.CANCEL.rule, methods=[routes.CANCEL.method])
     async def cancel(result_id: int) -> Response:
         outcome = await deps.results.cancel(result_id)
         if outcome is None:
             return problem(404, f"no result with id {result_id}", kind="not-found")
         if outcome.requested:
             log.info("cancel requested", extra={"id": result_id, "jobId": outcome.result.job_id})
-        return json_response(render_result(outcome.result), 202 if outcome.requested else 200)
+        return json_response(result_body(outcome.result), 202 if outcome.requested else 200)
 
-    @app.get(f"/results/<{RESULT_ID}:result_id>")
+    @app.route(routes.RESULT.rule, methods=[routes.RESULT.method])
     async def get_result(result_id: int) -> Response:
         result = await deps.results.get(result_id)
         if result is None:
             return problem(404, f"no result with id {result_id}", kind="not-found")
-        return json_response(render_result(result))
+        return json_response(result_body(result))

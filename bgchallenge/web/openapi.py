@@ -1,39 +1,53 @@
-"""The OpenAPI 3.1 document of the HTTP API (``GET /openapi.json``), and the routes serving it
-and the page for people (``GET /docs``, rendered by `bgchallenge.web.docs`).
+"""The OpenAPI 3.1 document of the HTTP API (``GET /openapi.json``, shown by ``GET /docs``).
 
-The document is plain data built from the constants the validation uses (lengths, limits, the
-status enum, the error codes, the signed path prefix), so the two cannot drift apart.
+Its operations are `bgchallenge.web.routes`'s (the app routes exactly those), its schemas are
+the declarations of `bgchallenge.web.schema` (which validate and encode the bodies), and the
+numbers it quotes are the constants the validation uses, so none of them can drift apart.
 """
 
 from __future__ import annotations
 
-import json
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from quart import Quart, Response
-
+from bgchallenge.domain.callbacks import CALLBACK_TIMEOUT_SECONDS
 from bgchallenge.domain.enqueue import MAX_JOB_ID_LENGTH
-from bgchallenge.domain.failures import EXHAUSTED, PERMANENT_CODES, TRANSIENT_CODES
-from bgchallenge.domain.listing import DEFAULT_LIMIT, MAX_LIMIT
+from bgchallenge.domain.listing import CURSOR_LENGTH, DEFAULT_LIMIT, MAX_LIMIT
 from bgchallenge.domain.paths import MAX_URL_LENGTH
-from bgchallenge.domain.results import Status
 from bgchallenge.domain.signing import MAX_AGE_SECONDS, SIGNATURE_PREFIX
-from bgchallenge.web.docs import DOCS_PATH, OPENAPI_PATH, render_docs
+from bgchallenge.web import routes
 from bgchallenge.web.filters import SIGNED_PREFIX
-from bgchallenge.web.problems import PROBLEM_BASE, PROBLEM_JSON
+from bgchallenge.web.problems import PROBLEM_JSON
+from bgchallenge.web.routes import (
+    HEALTH_MAX_AGE_SECONDS,
+    HEALTH_TIMEOUT_SECONDS,
+    MAX_BODY_BYTES,
+    MAX_RESULT_ID,
+    Operation,
+)
+from bgchallenge.web.schema import NO_NUL, components
 
 JSON = "application/json"
-# /docs loads nothing from anywhere: inline styles only.
-DOCS_CSP = "default-src 'none'; style-src 'unsafe-inline'"
+# base64url without padding, as the service writes cursors and positions
+BASE64URL = "^[A-Za-z0-9_-]+$"
+# a stream's event id: a position, or a position, a writer, a result id and a position
+STREAM_POSITION = r"^\s*([A-Za-z0-9_-]+(\.[0-9]+\.[0-9]+\.[A-Za-z0-9_-]+)?)?\s*$"
 
 Schema = dict[str, Any]
+
+RETRY_AFTER: Schema = {
+    "Retry-After": {
+        "required": True,
+        "description": "seconds",
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    }
+}
 
 # The filter that /results/list and /results/stream share.
 _JOB_ID_PARAMETER: Schema = {
     "name": "jobId",
     "in": "query",
-    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_JOB_ID_LENGTH},
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_JOB_ID_LENGTH, "pattern": NO_NUL},
     "description": "only this job's results",
 }
 
@@ -44,14 +58,6 @@ def _ref(name: str) -> Schema:
 
 def _response_ref(name: str) -> Schema:
     return {"$ref": f"#/components/responses/{name}"}
-
-
-def _nullable(schema: Schema) -> Schema:
-    return {**schema, "type": [schema["type"], "null"]}
-
-
-def _timestamp(description: str) -> Schema:
-    return {"type": "string", "format": "date-time", "description": description}
 
 
 def _json(schema: Schema, description: str, **extra: Any) -> Schema:
@@ -73,290 +79,13 @@ def _problem_with(members: Schema, required: list[str]) -> Schema:
 
 
 def _schemas() -> dict[str, Schema]:
-    error_codes = sorted(PERMANENT_CODES | TRANSIENT_CODES | {EXHAUSTED})
-    return {
-        "Status": {
-            "type": "string",
-            "enum": [status.value for status in Status],
-            "description": "Terminal states: succeeded, failed, canceled; a terminal result "
-            "never changes again.",
-        },
-        "ResultError": {
-            "type": "object",
-            "description": "The last error of a result.",
-            "properties": {
-                "code": {
-                    "type": "string",
-                    "enum": error_codes,
-                    "description": "Permanent (no retry): "
-                    + ", ".join(sorted(PERMANENT_CODES))
-                    + ". Transient (retried): "
-                    + ", ".join(sorted(TRANSIENT_CODES))
-                    + f". {EXHAUSTED}: the last transient error, after the final attempt.",
-                },
-                "message": {"type": "string"},
-            },
-            "required": ["code", "message"],
-            "additionalProperties": False,
-        },
-        "StoredObject": {
-            "type": "object",
-            "description": "Where a succeeded result's bytes are stored.",
-            "properties": {
-                "bucket": {"type": "string"},
-                "key": {"type": "string", "description": "results/<id>/<file name>"},
-                "size": {"type": "integer", "minimum": 0, "description": "bytes"},
-                "contentType": {
-                    "type": "string",
-                    "description": "the type the bytes themselves show, which the object is "
-                    "stored with: image/png, image/jpeg, image/gif, image/webp, image/bmp, "
-                    "image/tiff, image/vnd.microsoft.icon, image/avif, image/heic, image/heif, "
-                    "image/heif-sequence or image/svg+xml",
-                },
-                "declaredContentType": {
-                    "type": ["string", "null"],
-                    "description": "what the origin's Content-Type said; null for a result "
-                    "stored before the service recorded it",
-                },
-                "sha256": {
-                    "type": "string",
-                    "pattern": "^[0-9a-f]{64}$",
-                    "description": "hex SHA-256 of the stored bytes",
-                },
-            },
-            "required": [
-                "bucket",
-                "key",
-                "size",
-                "contentType",
-                "declaredContentType",
-                "sha256",
-            ],
-            "additionalProperties": False,
-        },
-        "Result": {
-            "type": "object",
-            "description": "One remote image the service was asked to copy into object storage.",
-            "properties": {
-                "id": {
-                    "type": "integer",
-                    "format": "int64",
-                    "minimum": 1,
-                    "description": "assigned by the service, increasing",
-                },
-                "jobId": {
-                    "type": "string",
-                    "minLength": 1,
-                    "maxLength": MAX_JOB_ID_LENGTH,
-                    "description": "the client's job this result belongs to",
-                },
-                "url": {
-                    "type": "string",
-                    "description": "the source URL without its query string and fragment "
-                    "(a presigned URL's query is a credential: it is never shown)",
-                },
-                "objectPath": {
-                    "type": "string",
-                    "pattern": "^/",
-                    "description": "the URL's path normalised as RFC 3986 §6.2.2 says; "
-                    "(jobId, host, objectPath) identify a result",
-                },
-                "status": _ref("Status"),
-                "attempts": {
-                    "type": "integer",
-                    "minimum": 0,
-                    "description": "attempts started so far, less any handed back by a "
-                    "graceful shutdown",
-                },
-                "error": {
-                    "oneOf": [_ref("ResultError"), {"type": "null"}],
-                    "description": "the last error, or null",
-                },
-                "storage": {
-                    "oneOf": [_ref("StoredObject"), {"type": "null"}],
-                    "description": "where the bytes are, after success; otherwise null",
-                },
-                "createdAt": _timestamp("RFC 3339, UTC, milliseconds"),
-                "updatedAt": _timestamp("RFC 3339, UTC, milliseconds"),
-                "startedAt": _nullable(_timestamp("when the first attempt started")),
-                "endedAt": _nullable(_timestamp("when it became succeeded, failed or canceled")),
-                "canceledAt": _nullable(_timestamp("when it was canceled")),
-                "durationMs": {
-                    "type": ["integer", "null"],
-                    "minimum": 0,
-                    "description": "endedAt - startedAt in milliseconds; null until both exist",
-                },
-                "urlExpiresAt": _nullable(
-                    _timestamp(
-                        "when the presigned source URL expires, read from its query at enqueue "
-                        "(AWS SigV4/SigV2, CloudFront, Google, Azure SAS); null when it names none"
-                    )
-                ),
-                "progress": {
-                    "oneOf": [_ref("Progress"), {"type": "null"}],
-                    "description": "the download of the current (or last) attempt; null before "
-                    "its first byte arrives",
-                },
-                "callback": {
-                    "oneOf": [_ref("Callback"), {"type": "null"}],
-                    "description": "the completion callback, when a callbackUrl was given",
-                },
-            },
-            "required": [
-                "id",
-                "jobId",
-                "url",
-                "objectPath",
-                "status",
-                "attempts",
-                "error",
-                "storage",
-                "createdAt",
-                "updatedAt",
-                "startedAt",
-                "endedAt",
-                "canceledAt",
-                "durationMs",
-                "urlExpiresAt",
-                "progress",
-                "callback",
-            ],
-            "additionalProperties": False,
-        },
-        "Callback": {
-            "type": "object",
-            "description": "The POST of the result's JSON to callbackUrl once it is terminal, "
-            "signed as Standard Webhooks says (webhook-id, webhook-timestamp, "
-            "webhook-signature); retried after BGC_CALLBACK_DELAYS (default 5 s, 30 s, 2 min, "
-            "10 min, 1 h) on anything but a 2xx answer. Never changes the result's status.",
-            "properties": {
-                "url": {
-                    "type": "string",
-                    "description": "the callback URL without its query string and fragment",
-                },
-                "status": {"type": "string", "enum": ["pending", "delivered", "failed"]},
-                "attempts": {"type": "integer", "minimum": 0},
-                "lastError": {
-                    "type": ["string", "null"],
-                    "description": "why the last attempt that failed did; null if none did",
-                },
-            },
-            "required": ["url", "status", "attempts", "lastError"],
-            "additionalProperties": False,
-        },
-        "Progress": {
-            "type": "object",
-            "description": "Written at most once per BGC_PROGRESS_SECONDS (default 1) per "
-            "download, and at the end.",
-            "properties": {
-                "receivedBytes": {"type": "integer", "minimum": 0},
-                "totalBytes": {
-                    "type": ["integer", "null"],
-                    "minimum": 0,
-                    "description": "the origin's Content-Length; null when it sent none "
-                    "(a chunked body)",
-                },
-            },
-            "required": ["receivedBytes", "totalBytes"],
-            "additionalProperties": False,
-        },
-        "ResultPage": {
-            "type": "object",
-            "properties": {
-                "items": {"type": "array", "items": _ref("Result"), "maxItems": MAX_LIMIT},
-                "nextCursor": {
-                    "type": ["string", "null"],
-                    "description": "pass as `cursor` for the next page; null on the last page",
-                },
-            },
-            "required": ["items", "nextCursor"],
-            "additionalProperties": False,
-        },
-        "EnqueueRequest": {
-            "type": "object",
-            "properties": {
-                "jobId": {
-                    "type": "string",
-                    "minLength": 1,
-                    "maxLength": MAX_JOB_ID_LENGTH,
-                    "description": "the client's job",
-                },
-                "url": {
-                    "type": "string",
-                    "format": "uri",
-                    "minLength": 1,
-                    "maxLength": MAX_URL_LENGTH,
-                    "description": "an absolute http or https URL, often presigned; without "
-                    "user:password@. Query string and fragment never count for duplicates and "
-                    "are never shown.",
-                },
-                "callbackUrl": {
-                    "type": "string",
-                    "format": "uri",
-                    "minLength": 1,
-                    "maxLength": MAX_URL_LENGTH,
-                    "description": "an absolute http or https URL the result is POSTed to once "
-                    "terminal (see the Callback schema); accepted only when the service has "
-                    "BGC_WEBHOOK_SECRET set, else 400. Its query string is never shown.",
-                },
-            },
-            "required": ["jobId", "url"],
-            "additionalProperties": False,
-            "examples": [
-                {"jobId": "job-1", "url": "https://cdn.example.com/a/cat.png?X-Amz-Signature=abc"}
-            ],
-        },
-        "Health": {
-            "type": "object",
-            "properties": {
-                "status": {"const": "ok"},
-                "database": {"const": "ok"},
-                "storage": {"const": "ok"},
-            },
-            "required": ["status", "database", "storage"],
-            "additionalProperties": False,
-        },
-        "Problem": {
-            "type": "object",
-            "description": "RFC 9457 problem details; problem types are "
-            f"`{PROBLEM_BASE}<kind>` or `about:blank`. Other members are extensions.",
-            "properties": {
-                "type": {"type": "string", "format": "uri-reference"},
-                "title": {"type": "string"},
-                "status": {"type": "integer", "minimum": 400, "maximum": 599},
-                "detail": {"type": "string"},
-            },
-            "required": ["type", "title", "status", "detail"],
-            "additionalProperties": True,
-        },
-        "ErrorItem": {
-            "type": "object",
-            "description": "One problem with the request, located by a JSON pointer into the "
-            "body (`#/jobId`, `#` for the whole body) or `?<name>` for a query parameter.",
-            "properties": {"pointer": {"type": "string"}, "detail": {"type": "string"}},
-            "required": ["pointer", "detail"],
-            "additionalProperties": False,
-        },
-        "ValidationProblem": _problem_with(
-            {"errors": {"type": "array", "items": _ref("ErrorItem"), "minItems": 1}},
-            ["errors"],
-        ),
-        "EnqueueRejected": {
-            "description": "Either the single-object guard (no `errors`: the body is JSON but "
-            "not one object) or a ValidationProblem listing each field problem.",
-            "anyOf": [_ref("ValidationProblem"), _ref("Problem")],
-        },
-        "DuplicateProblem": _problem_with(
-            {"existingId": {"type": "integer", "minimum": 1}}, ["existingId"]
-        ),
-        "HealthProblem": _problem_with(
-            {
-                "database": {"type": "string", "description": "`ok` or why not"},
-                "storage": {"type": "string", "description": "`ok` or why not"},
-            },
-            ["database", "storage"],
-        ),
+    schemas = components()
+    schemas["EnqueueRejected"] = {
+        "description": "Either the single-object guard (no `errors`: the body is JSON but "
+        "not one object) or a ValidationProblem listing each field problem.",
+        "anyOf": [_ref("ValidationProblem"), _ref("Problem")],
     }
+    return schemas
 
 
 def _security_schemes() -> dict[str, Schema]:
@@ -387,8 +116,6 @@ def _security_schemes() -> dict[str, Schema]:
 
 
 def _responses() -> dict[str, Schema]:
-    from bgchallenge.web.app import MAX_BODY_BYTES  # app.py imports this module
-
     return {
         "Unsigned": _problem(
             "Problem",
@@ -403,13 +130,7 @@ def _responses() -> dict[str, Schema]:
         "DatabaseUnavailable": _problem(
             "Problem",
             "PostgreSQL is not answering; try again.",
-            headers={
-                "Retry-After": {
-                    "required": True,
-                    "description": "seconds",
-                    "schema": {"type": "string", "pattern": "^[0-9]+$"},
-                }
-            },
+            headers=RETRY_AFTER,
         ),
         "NotFound": _problem("Problem", "No result with this id."),
         "TooLarge": _problem(
@@ -425,7 +146,7 @@ def _id_parameter() -> Schema:
         "name": "id",
         "in": "path",
         "required": True,
-        "schema": {"type": "integer", "format": "int64", "minimum": 1},
+        "schema": {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_RESULT_ID},
         "description": "the result's id",
     }
 
@@ -439,7 +160,7 @@ def _etag_header(required: bool) -> Schema:
     }
 
 
-def _result_operations() -> dict[str, Any]:
+def _result_operations() -> dict[Operation, Schema]:
     location = {
         "required": True,
         "description": "/results/{id}",
@@ -447,244 +168,272 @@ def _result_operations() -> dict[str, Any]:
     }
     cache_control = {"schema": {"type": "string", "const": "no-cache"}}
     return {
-        "/results/enqueue": {
-            "post": {
-                "operationId": "enqueueResult",
-                "summary": "Ask for one remote image to be copied into the bucket",
-                "description": "The row is inserted and workers notified in one transaction. "
-                "A result is identified by (jobId, host, objectPath): the query string and "
-                "fragment never count, so two presignings of one object are one result.",
-                "requestBody": {
-                    "required": True,
-                    "content": {JSON: {"schema": _ref("EnqueueRequest")}},
-                },
-                "responses": {
-                    "202": _json(
-                        _ref("Result"),
-                        "Accepted: the new result, status `queued`.",
-                        headers={"Location": location},
-                    ),
-                    "400": _problem(
-                        "EnqueueRejected",
-                        "Not a single JSON object (`detail` says so), or malformed JSON, a "
-                        "missing, empty, over-long or unknown member, or a URL that is not an "
-                        f"absolute http(s) URL of at most {MAX_URL_LENGTH} characters, or a "
-                        "presigned URL already expired (`errors` lists each). Nothing is stored.",
-                    ),
-                    "409": _problem(
-                        "DuplicateProblem",
-                        "This job already has a result for this host and objectPath; "
-                        "`existingId` names it. Nothing changes.",
-                        headers={"Location": location},
-                    ),
-                    "413": _response_ref("TooLarge"),
-                    "415": _problem("Problem", "The Content-Type is not JSON."),
-                },
-            }
+        routes.ENQUEUE: {
+            "summary": "Ask for one remote image to be copied into the bucket",
+            "description": "The row is inserted and workers notified in one transaction. "
+            "A result is identified by (jobId, host, objectPath): the query string and "
+            "fragment never count, so two presignings of one object are one result.",
+            "requestBody": {
+                "required": True,
+                "content": {JSON: {"schema": _ref("EnqueueRequest")}},
+            },
+            "responses": {
+                "202": _json(
+                    _ref("Result"),
+                    "Accepted: the new result, status `queued`.",
+                    headers={"Location": location},
+                ),
+                "400": _problem(
+                    "EnqueueRejected",
+                    "Not a single JSON object (`detail` says so), or malformed JSON, a "
+                    "missing, empty, over-long or unknown member, or a URL that is not an "
+                    f"absolute http(s) URL of at most {MAX_URL_LENGTH} characters, or a "
+                    "presigned URL already expired (`errors` lists each). Nothing is stored.",
+                ),
+                "409": _problem(
+                    "DuplicateProblem",
+                    "This job already has a result for this host and objectPath; "
+                    "`existingId` names it. Nothing changes.",
+                    headers={"Location": location},
+                ),
+                "413": _response_ref("TooLarge"),
+                "415": _problem("Problem", "The Content-Type is not JSON."),
+            },
         },
-        "/results/list": {
-            "get": {
-                "operationId": "listResults",
-                "summary": "List results in id order, a page at a time",
-                "description": "A page walk sees every result that existed when it started "
-                "exactly once. Send the ETag back in If-None-Match to get 304 while nothing "
-                "the query could return has changed.",
-                "parameters": [
-                    _JOB_ID_PARAMETER,
-                    {
-                        "name": "status",
-                        "in": "query",
-                        "style": "form",
-                        "explode": True,
-                        "schema": {"type": "array", "items": _ref("Status")},
-                        "description": "only results in one of these states (repeatable)",
-                    },
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "schema": {
-                            "type": "integer",
-                            "minimum": 1,
-                            "maximum": MAX_LIMIT,
-                            "default": DEFAULT_LIMIT,
-                        },
-                        "description": "page size",
-                    },
-                    {
-                        "name": "cursor",
-                        "in": "query",
-                        "schema": {"type": "string"},
-                        "description": "opaque, from `nextCursor`; only valid with the same "
-                        "jobId and status filters",
-                    },
-                    {
-                        "name": "If-None-Match",
-                        "in": "header",
-                        "schema": {"type": "string"},
-                        "description": "ETags from earlier answers (a list, weak comparison: "
-                        '`W/"…"` matches), or `*`',
-                    },
-                ],
-                "responses": {
-                    "200": _json(
-                        _ref("ResultPage"),
-                        "A page of results.",
-                        headers={"ETag": _etag_header(True), "Cache-Control": cache_control},
-                    ),
-                    "304": {
-                        "description": "If-None-Match matches the current ETag: no body.",
-                        "headers": {"ETag": _etag_header(True), "Cache-Control": cache_control},
-                    },
-                    "400": _problem(
-                        "ValidationProblem",
-                        f"A limit outside 1 to {MAX_LIMIT}, an unknown status, a jobId that is "
-                        "empty or too long, a cursor the service did not issue for these "
-                        "filters, a repeated jobId/limit/cursor or an unknown parameter.",
-                    ),
+        routes.LIST: {
+            "summary": "List results in id order, a page at a time",
+            "description": "A page walk sees every result that existed when it started "
+            "exactly once. Send the ETag back in If-None-Match to get 304 while nothing "
+            "the query could return has changed.",
+            "parameters": [
+                _JOB_ID_PARAMETER,
+                {
+                    "name": "status",
+                    "in": "query",
+                    "style": "form",
+                    "explode": True,
+                    "schema": {"type": "array", "items": _ref("Status")},
+                    "description": "only results in one of these states (repeatable)",
                 },
-            }
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": MAX_LIMIT,
+                        "default": DEFAULT_LIMIT,
+                    },
+                    "description": "page size",
+                },
+                {
+                    "name": "cursor",
+                    "in": "query",
+                    "schema": {
+                        "type": "string",
+                        "pattern": BASE64URL,
+                        "minLength": CURSOR_LENGTH,
+                        "maxLength": CURSOR_LENGTH,
+                    },
+                    "description": "opaque, from `nextCursor`; only valid with the same "
+                    "jobId and status filters",
+                },
+                {
+                    "name": "If-None-Match",
+                    "in": "header",
+                    "schema": {"type": "string"},
+                    "description": "ETags from earlier answers (a list, weak comparison: "
+                    '`W/"…"` matches), or `*`',
+                },
+            ],
+            "responses": {
+                "200": _json(
+                    _ref("ResultPage"),
+                    "A page of results.",
+                    headers={"ETag": _etag_header(True), "Cache-Control": cache_control},
+                ),
+                "304": {
+                    "description": "If-None-Match matches the current ETag: no body.",
+                    "headers": {"ETag": _etag_header(True), "Cache-Control": cache_control},
+                },
+                "400": _problem(
+                    "ValidationProblem",
+                    f"A limit outside 1 to {MAX_LIMIT}, an unknown status, a jobId that is "
+                    "empty or too long, a cursor the service did not issue for these "
+                    "filters, a repeated jobId/limit/cursor or an unknown parameter.",
+                ),
+            },
         },
-        "/results/stream": {
-            "get": {
-                "operationId": "streamResults",
-                "summary": "Follow results live (Server-Sent Events)",
-                "description": "`event: ready` first (`id:` the current position, `data: {}`), "
-                "then one `event: result` per committed change of a matching result, in commit "
-                "order: `id:` its position (opaque), `data:` the result as `GET /results/{id}` "
-                "renders it. A comment `: keep-alive` at least every 15 s. With "
-                "`Last-Event-ID`, the current state of every matching result changed since "
-                "that position comes first, then live events: nothing missed, nothing twice "
-                "(intermediate states may be folded into the latest). A reader that falls "
-                "too far behind is disconnected and resumes with `Last-Event-ID`; a graceful "
-                "shutdown ends the stream.",
-                "parameters": [
-                    _JOB_ID_PARAMETER,
-                    {
-                        "name": "Last-Event-ID",
-                        "in": "header",
-                        "schema": {"type": "string"},
-                        "description": "the `id:` of the last event received on a stream "
-                        "with the same jobId: resume after it",
-                    },
-                ],
-                "responses": {
-                    "200": {
-                        "description": "The stream (it does not end until the client leaves, "
-                        "the service shuts down, or the reader falls behind).",
-                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
-                        "headers": {"Cache-Control": cache_control},
-                    },
-                    "400": _problem(
-                        "Problem",
-                        "A jobId that is empty or too long, a repeated jobId or an unknown "
-                        "parameter (with `errors`, as a ValidationProblem), or a Last-Event-ID "
-                        "that is not a position this service issued for a stream with the same "
-                        "jobId.",
-                    ),
-                    "503": _problem(
-                        "Problem",
-                        "The process has BGC_STREAM_MAX streams open already (or is shutting "
-                        "down), or PostgreSQL is not answering; try again.",
-                        headers={
-                            "Retry-After": {
-                                "required": True,
-                                "description": "seconds",
-                                "schema": {"type": "string", "pattern": "^[0-9]+$"},
-                            }
-                        },
-                    ),
+        routes.STREAM: {
+            "summary": "Follow results live (Server-Sent Events)",
+            "description": "`event: ready` first (`id:` the current position, `data: {}`), "
+            "then one `event: result` per committed change of a matching result, in commit "
+            "order: `id:` its position (opaque), `data:` the result as `GET /results/{id}` "
+            "renders it. A comment `: keep-alive` at least every 15 s. With "
+            "`Last-Event-ID`, the current state of every matching result changed since "
+            "that position comes first, then live events: nothing missed, nothing twice "
+            "(intermediate states may be folded into the latest). A reader that falls "
+            "too far behind is disconnected and resumes with `Last-Event-ID`; a graceful "
+            "shutdown ends the stream.",
+            "parameters": [
+                _JOB_ID_PARAMETER,
+                {
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "schema": {"type": "string"},
+                    "description": "the `id:` of the last event received on a stream "
+                    "with the same jobId: resume after it",
                 },
-            }
+            ],
+            "responses": {
+                "200": {
+                    "description": "The stream (it does not end until the client leaves, "
+                    "the service shuts down, or the reader falls behind).",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    "headers": {"Cache-Control": cache_control},
+                },
+                "400": _problem(
+                    "Problem",
+                    "A jobId that is empty or too long, a repeated jobId or an unknown "
+                    "parameter (with `errors`, as a ValidationProblem), or a Last-Event-ID "
+                    "that is not a position this service issued for a stream with the same "
+                    "jobId.",
+                ),
+                "503": _problem(
+                    "Problem",
+                    "The process has BGC_STREAM_MAX streams open already (or is shutting "
+                    "down), or PostgreSQL is not answering; try again.",
+                    headers=RETRY_AFTER,
+                ),
+            },
         },
-        "/results/{id}": {
-            "get": {
-                "operationId": "getResult",
-                "summary": "Read one result",
-                "parameters": [_id_parameter()],
-                "responses": {
-                    "200": _json(_ref("Result"), "The result."),
-                    "404": _response_ref("NotFound"),
-                },
-            }
+        routes.RESULT: {
+            "summary": "Read one result",
+            "parameters": [_id_parameter()],
+            "responses": {
+                "200": _json(_ref("Result"), "The result."),
+                "404": _response_ref("NotFound"),
+            },
         },
-        "/results/{id}/cancel": {
-            "post": {
-                "operationId": "cancelResult",
-                "summary": "Cancel a result",
-                "description": "Queued: canceled at once (200). Running: the attempt is "
-                "stopped promptly, its upload aborted, then the result becomes canceled "
-                "(202, still running). Terminal: unchanged (200), idempotent.",
-                "parameters": [_id_parameter()],
-                "responses": {
-                    "200": _json(_ref("Result"), "Canceled now (was queued), or unchanged."),
-                    "202": _json(_ref("Result"), "Running: being stopped; still `running`."),
-                    "404": _response_ref("NotFound"),
-                    "413": _response_ref("TooLarge"),
-                },
-            }
+        routes.CANCEL: {
+            "summary": "Cancel a result",
+            "description": "Queued: canceled at once (200). Running: the attempt is "
+            "stopped promptly, its upload aborted, then the result becomes canceled "
+            "(202, still running). Terminal: unchanged (200), idempotent.",
+            "parameters": [_id_parameter()],
+            "responses": {
+                "200": _json(_ref("Result"), "Canceled now (was queued), or unchanged."),
+                "202": _json(_ref("Result"), "Running: being stopped; still `running`."),
+                "404": _response_ref("NotFound"),
+                "413": _response_ref("TooLarge"),
+            },
         },
     }
 
 
-def _operations_surface() -> dict[str, Any]:
-    from bgchallenge.web.app import (  # app.py imports this module
-        HEALTH_MAX_AGE_SECONDS,
-        HEALTH_TIMEOUT_SECONDS,
-    )
-
+def _operations_surface() -> dict[Operation, Schema]:
     text = {"schema": {"type": "string"}}
     return {
-        "/health": {
-            "get": {
-                "operationId": "health",
-                "summary": "Whether PostgreSQL and the bucket answer",
-                "description": "Each part must answer within "
-                f"{HEALTH_TIMEOUT_SECONDS:g} s. The answer comes from a check at most "
-                f"{HEALTH_MAX_AGE_SECONDS:g} s old, shared by concurrent requests. "
-                "Never requires a signature.",
-                "responses": {
-                    "200": _json(_ref("Health"), "Both answer."),
-                    "503": _problem(
-                        "HealthProblem",
-                        "A part is not answering; `database` and `storage` say `ok` or why not.",
-                    ),
-                },
-            }
+        routes.HEALTH: {
+            "summary": "Whether PostgreSQL and the bucket answer",
+            "description": "Each part must answer within "
+            f"{HEALTH_TIMEOUT_SECONDS:g} s. The answer comes from a check at most "
+            f"{HEALTH_MAX_AGE_SECONDS:g} s old, shared by concurrent requests. "
+            "Never requires a signature.",
+            "responses": {
+                "200": _json(_ref("Health"), "Both answer."),
+                "503": _problem(
+                    "HealthProblem",
+                    "A part is not answering; `database` and `storage` say `ok` or why not.",
+                ),
+            },
         },
-        "/metrics": {
-            "get": {
-                "operationId": "metrics",
-                "summary": "Prometheus metrics of this process",
-                "responses": {
-                    "200": {
-                        "description": "Prometheus text exposition format.",
-                        "content": {"text/plain": text},
-                    }
-                },
-            }
+        routes.METRICS: {
+            "summary": "Prometheus metrics of this process",
+            "responses": {
+                "200": {
+                    "description": "Prometheus text exposition format.",
+                    "content": {"text/plain": text},
+                }
+            },
         },
-        OPENAPI_PATH: {
-            "get": {
-                "operationId": "openapi",
-                "summary": "This document",
-                "responses": {
-                    "200": _json({"type": "object"}, "The OpenAPI 3.1 document."),
-                },
-            }
+        routes.OPENAPI: {
+            "summary": "This document",
+            "responses": {
+                "200": _json({"type": "object"}, "The OpenAPI 3.1 document."),
+            },
         },
-        DOCS_PATH: {
-            "get": {
-                "operationId": "docs",
-                "summary": "This document as a page for people",
-                "responses": {"200": {"description": "HTML.", "content": {"text/html": text}}},
-            }
+        routes.DOCS: {
+            "summary": "This document as a page for people",
+            "responses": {"200": {"description": "HTML.", "content": {"text/html": text}}},
         },
     }
+
+
+def _webhooks() -> dict[str, Schema]:
+    """The completion callback: what the service POSTs to a result's callbackUrl."""
+    header = {"in": "header", "required": True, "schema": {"type": "string"}}
+    return {
+        "resultCompleted": {
+            "post": {
+                "operationId": "resultCompleted",
+                "summary": "A result is terminal: its JSON, POSTed to its callbackUrl",
+                "description": "Sent when the service has BGC_WEBHOOK_SECRET set and the "
+                "enqueue body gave a callbackUrl; signed as the Standard Webhooks specification "
+                "says, so a receiver verifies with `Webhook(secret).verify(body, headers)` "
+                "(package `standardwebhooks`) and deduplicates on `webhook-id` (delivery is at "
+                "least once). A 2xx answer is delivery; anything else, no answer within "
+                f"{CALLBACK_TIMEOUT_SECONDS:g} s or no connection is retried after "
+                "BGC_CALLBACK_DELAYS; the result's `callback` member shows how it went.",
+                "parameters": [
+                    {
+                        "name": "webhook-id",
+                        **header,
+                        "description": "the same on every attempt for one result",
+                    },
+                    {"name": "webhook-timestamp", **header, "description": "Unix seconds"},
+                    {
+                        "name": "webhook-signature",
+                        **header,
+                        "description": "`v1,<base64 HMAC-SHA256>` of "
+                        "`<webhook-id>.<webhook-timestamp>.<body>`",
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": _ref("Result")}},
+                },
+                "responses": {
+                    "2XX": {"description": "Delivered."},
+                    "default": {"description": "Not delivered: tried again later."},
+                },
+            }
+        }
+    }
+
+
+_SIGNING_HOWTO = (
+    "\n\n**Signing.** With `BGC_SIGNING_SECRET` set, every "
+    f"`{SIGNED_PREFIX}*` request carries `X-Bgc-Timestamp: <unix seconds>` (at most "
+    f"{MAX_AGE_SECONDS} s from the service's clock) and `X-Bgc-Signature: "
+    f"{SIGNATURE_PREFIX}<hex HMAC-SHA256>`, keyed with the secret, of "
+    "`<timestamp>\\n<METHOD>\\n<target>\\n<hex SHA-256 of the raw body>` (the target as "
+    "sent, query string included; see the `bgcTimestamp` and `bgcSignature` schemes)."
+    "\n\n**Try it out** sends its requests to this service and works as it is when signing is "
+    "off. With signing on, a signature is good for one exact request: compute both headers for "
+    "the request you are about to send, enter them under **Authorize**, and send it within "
+    f"{MAX_AGE_SECONDS // 60} minutes; or use a client that signs (`bgchallenge submit`)."
+)
 
 
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document of every route the service has, as plain data."""
-    paths = {**_operations_surface(), **_result_operations()}
+    described = {**_operations_surface(), **_result_operations()}
+    assert set(described) == set(routes.ALL), "every operation is described, once"
+    paths: dict[str, dict[str, Schema]] = {}
+    for route in routes.ALL:
+        operation = {"operationId": route.operation_id, **described[route]}
+        paths.setdefault(route.path, {})[route.method.lower()] = operation
     signed: list[dict[str, list[str]]] = [{"bgcTimestamp": [], "bgcSignature": []}, {}]
     for path, operations in paths.items():
         for operation in operations.values():
@@ -711,31 +460,16 @@ def openapi_document() -> dict[str, Any]:
             f"`{SIGNED_PREFIX}*` must be signed when the service has a signing secret. "
             "A GET or HEAD request with a body is refused with 400, on every path. "
             "The API behaves the same whichever transport carries the work (the server's "
-            "`BGC_QUEUE` setting: `postgres`, `sqs` or `rabbitmq`).",
+            "`BGC_QUEUE` setting: `postgres`, `sqs` or `rabbitmq`)."
+            + _SIGNING_HOWTO,
         },
+        # Relative: the service that serves this document (so "Try it out" asks it).
+        "servers": [{"url": "/", "description": "this service"}],
         "paths": dict(sorted(paths.items())),
+        "webhooks": _webhooks(),
         "components": {
             "schemas": _schemas(),
             "responses": _responses(),
             "securitySchemes": _security_schemes(),
         },
     }
-
-
-def register_openapi(app: Quart) -> None:
-    """Add ``GET /openapi.json`` and ``GET /docs``; neither needs a signature."""
-    document = openapi_document()
-    document_json = json.dumps(document, ensure_ascii=False)
-    page = render_docs(document)
-
-    @app.get(OPENAPI_PATH)
-    async def openapi_json() -> Response:
-        return Response(document_json, content_type="application/json; charset=utf-8")
-
-    @app.get(DOCS_PATH)
-    async def docs() -> Response:
-        return Response(
-            page,
-            content_type="text/html; charset=utf-8",
-            headers={"Content-Security-Policy": DOCS_CSP},
-        )

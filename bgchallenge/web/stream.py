@@ -19,7 +19,6 @@ from bgchallenge.db.database import Database, DatabaseUnavailable
 from bgchallenge.db.listener import serve_listener
 from bgchallenge.db.repository import Results
 from bgchallenge.domain.listing import Snapshot
-from bgchallenge.domain.results import render_result
 from bgchallenge.domain.stream import (
     KEEP_ALIVE,
     Batch,
@@ -29,6 +28,7 @@ from bgchallenge.domain.stream import (
     encode_stream_position,
     sse_event,
 )
+from bgchallenge.web.schema import result_json
 
 log = logging.getLogger(__name__)
 
@@ -172,10 +172,10 @@ class StreamHub:
             event_id = encode_stream_position(
                 self.cursor_key, job_id, StreamPosition(subscription.since)
             )
-            yield sse_event("ready", event_id, {})
+            yield sse_event("ready", event_id, b"{}")
         else:
             # ready names what the client has: its own position, until the replay is sent
-            yield sse_event("ready", encode_stream_position(self.cursor_key, job_id, resume), {})
+            yield sse_event("ready", encode_stream_position(self.cursor_key, job_id, resume), b"{}")
             state = StreamState(job_id, resume.base)
             try:
                 replay = await self.results.changes_since(job_id, resume)
@@ -214,7 +214,7 @@ class StreamHub:
             chunk = batch.encoded.get((job_id, position))
             if chunk is None:
                 event_id = encode_stream_position(self.cursor_key, job_id, position)
-                chunk = sse_event("result", event_id, render_result(change.result))
+                chunk = sse_event("result", event_id, result_json(change.result))
                 batch.encoded[(job_id, position)] = chunk
             chunks.append(chunk)
         return chunks

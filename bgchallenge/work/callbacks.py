@@ -9,7 +9,6 @@ resolved, as the fetcher's do; the detail goes to the service's own log.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from datetime import UTC, datetime
 from math import floor
@@ -28,9 +27,9 @@ from bgchallenge.domain.callbacks import (
     retry_delay,
 )
 from bgchallenge.domain.network import AddressGuard
-from bgchallenge.domain.results import render_result
 from bgchallenge.metrics import Metrics
 from bgchallenge.settings import Settings
+from bgchallenge.web.schema import result_json
 from bgchallenge.work.fetch import BLOCKED_MESSAGE, BlockedAddress, guarded_transport
 
 log = logging.getLogger(__name__)
@@ -146,7 +145,7 @@ async def _deliver(
     try:
         result = await results.get(delivery.result_id)
         assert result is not None, "a result with a callback is never deleted"
-        error = await sender.send(delivery, json.dumps(render_result(result)))
+        error = await sender.send(delivery, result_json(result).decode())
         if error is None:
             delivered = await deliveries.delivered(delivery)
             recorded = True

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +23,7 @@ import schemathesis
 import trio
 
 from bgchallenge.settings import Settings
+from bgchallenge.web.docs import DOCS_CSP
 from bgchallenge.web.openapi import openapi_document
 from bgchallenge.web.problems import PROBLEM_JSON
 from tests.support.processes import ServiceProcess
@@ -40,9 +43,10 @@ MAX_EXAMPLES = 25
 SEED = 20261128
 
 # Checks that cannot hold by design, per operation:
-# - GET /results/list: a `cursor` is opaque and signed; any string fits its schema, but only one
-#   the service issued for the same filters is accepted (400 otherwise, as documented). So a
-#   schema-valid request may be rejected: positive_data_acceptance cannot hold there.
+# - GET /results/list: a `cursor` is opaque and signed; its schema says what one looks like (27
+#   base64url characters), but only one the service issued for the same filters is accepted (400
+#   otherwise, as documented). So a schema-valid request may be rejected: positive_data_acceptance
+#   cannot hold there. (A cursor that does not look like one is negative data, refused alike.)
 # Everything else runs with every check (each is on unless the config turns it off; naming them
 # with `--checks` on the command line would override the per-operation setting). A valid but
 # duplicate enqueue answers 409, which positive_data_acceptance accepts; ignored_auth holds
@@ -212,9 +216,65 @@ async def test_serves_the_document_and_the_page(web_service: str) -> None:
     assert document == json.loads(json.dumps(openapi_document()))
     assert page.status_code == 200
     assert page.headers["Content-Type"].startswith("text/html")
-    for path in document["paths"]:
-        assert path in page.text
-    assert "<script" not in page.text
+    assert page.headers["Content-Security-Policy"] == DOCS_CSP
+
+
+def chromium() -> str:
+    """Debian's chromium (``apt-get install chromium``; the README's test command installs it
+    when it can), or the one ``CHROMIUM`` names. Missing, the browser test fails: it does not
+    skip."""
+    found = (
+        os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    )
+    if found is None:
+        pytest.fail(
+            "no chromium to render /docs with: install Debian's `chromium` package "
+            "(`apt-get install -y chromium`) or set CHROMIUM to a Chromium/Chrome binary"
+        )
+    return found
+
+
+@pytest.mark.slow
+async def test_swagger_ui_renders_every_operation(web_service: str, tmp_path: Path) -> None:
+    """A real browser, offline but for the service: /docs loads Swagger UI from the service
+    alone, Swagger UI loads /openapi.json and shows every operation (and the webhook) the
+    document has."""
+    command = [
+        chromium(),
+        "--headless",
+        "--no-sandbox",  # the suite may run as root (CI containers)
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'chromium'}",
+        # virtual time runs until the page is idle (its scripts ran, its fetches answered)
+        "--virtual-time-budget=30000",
+        "--dump-dom",
+        f"{web_service}/docs",
+    ]
+    with trio.fail_after(RUN_GUARD_SECONDS):
+        completed = await trio.run_process(
+            command, capture_stdout=True, capture_stderr=True, check=False
+        )
+    dom = completed.stdout.decode(errors="replace")
+    detail = f"exit {completed.returncode}\n{dom[-3000:]}\n{completed.stderr.decode()[-3000:]}"
+    assert completed.returncode == 0, detail
+    assert "Failed to load API definition" not in dom, detail
+    assert 'class="btn authorize' in dom, detail  # the signing schemes are shown
+    document = openapi_document()
+    # Swagger UI lists paths under the tag "default", webhooks by name under "webhooks".
+    shown = [("default", path, ops) for path, ops in document["paths"].items()]
+    shown += [("webhooks", name, ops) for name, ops in document["webhooks"].items()]
+    for section, path, operations in shown:
+        for method, operation in operations.items():
+            block = re.search(
+                f'id="operations-{section}-{operation["operationId"]}"(.*?)data-path="([^"]*)"',
+                dom,
+                re.DOTALL,
+            )
+            assert block is not None, f"{method.upper()} {path} is not on the page\n{detail}"
+            assert block[2] == path
+            assert f'opblock-summary-method">{method.upper()}<' in block[1]
 
 
 def assert_documented(method: str, path: str, response: httpx.Response) -> None:

@@ -6,8 +6,8 @@ from bgchallenge.domain.results import (
     Result,
     Status,
     format_timestamp,
-    render_result,
 )
+from bgchallenge.web.schema import render_result
 
 
 def test_timestamps_are_utc_with_milliseconds() -> None:
