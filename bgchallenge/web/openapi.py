@@ -460,8 +460,7 @@ def openapi_document() -> dict[str, Any]:
             f"`{SIGNED_PREFIX}*` must be signed when the service has a signing secret. "
             "A GET or HEAD request with a body is refused with 400, on every path. "
             "The API behaves the same whichever transport carries the work (the server's "
-            "`BGC_QUEUE` setting: `postgres`, `sqs` or `rabbitmq`)."
-            + _SIGNING_HOWTO,
+            "`BGC_QUEUE` setting: `postgres`, `sqs` or `rabbitmq`)." + _SIGNING_HOWTO,
         },
         # Relative: the service that serves this document (so "Try it out" asks it).
         "servers": [{"url": "/", "description": "this service"}],
