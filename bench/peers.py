@@ -58,10 +58,12 @@ class Run:
 
 
 def postmaster_pid(database_url: str) -> int:
+    """The PostgreSQL server's process: the parent of a backend (read while it lives)."""
     with psycopg.connect(database_url) as connection:
         row = connection.execute("SELECT pg_backend_pid()").fetchone()
         assert row is not None
-    for line in Path(f"/proc/{row[0]}/status").read_text().splitlines():
+        status = Path(f"/proc/{row[0]}/status").read_text()
+    for line in status.splitlines():
         if line.startswith("PPid:"):
             return int(line.split()[1])
     raise RuntimeError("no PostgreSQL server process found")
