@@ -2,7 +2,8 @@
 on Procrastinate, and as a plain script (`bench.peer_job`: HEAD, streaming GET, sha256, PutObject,
 one row update; 16 at a time), against the same origin, moto S3 server and PostgreSQL server.
 
-    python -m bench.peers [COUNT] [COUNT_1MIB]    (defaults 1000 x 50 KiB, 200 x 1 MiB)
+    python -m bench.peers [COUNT] [COUNT_1MIB] [--rounds N]
+    (defaults 1000 x 50 KiB, 200 x 1 MiB, one round)
 
 Each implementation gets a database and a bucket of its own. The service runs in the Procfile's
 layout (a web process and a worker process with 16 workers) and is enqueued to as
@@ -228,49 +229,104 @@ async def peer_run(env: Servers, origin_url: str, name: str, count: int, size: i
     return Run(name, count / span.total_seconds(), cpu_ms)
 
 
-def report(label: str, count: int, runs: list[Run]) -> str:
-    by_name = {run.name: run for run in runs}
-    faster_peer = max(by_name[name].per_second for name in PEERS)
-    script = by_name[SCRIPT].per_second
+ORDER = (SCRIPT, *PEERS, SERVICE)
+
+
+def ratios(runs: list[Run]) -> dict[str, tuple[float, float]]:
+    """Each implementation's results/s over the faster peer's and over the plain script's."""
+    by_name = {run.name: run.per_second for run in runs}
+    faster_peer = max(by_name[name] for name in PEERS)
+    return {name: (rate / faster_peer, rate / by_name[SCRIPT]) for name, rate in by_name.items()}
+
+
+def report(title: str, runs: list[Run]) -> str:
     lines = [
-        f"### {count} x {label}, {CONCURRENCY} at a time",
+        f"### {title}",
         "",
         "| implementation | results/s | vs faster peer | vs plain script "
         "| CPU ms per result: implementation / PostgreSQL / S3 + origin / total |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for run in runs:
+    relative = ratios(runs)
+    for run in sorted(runs, key=lambda run: ORDER.index(run.name)):
         cpu = " / ".join(f"{ms:.1f}" for ms in run.cpu_ms.values())
+        peer, script = relative[run.name]
         lines.append(
-            f"| {run.name} | {run.per_second:.1f} | {run.per_second / faster_peer:.2f}x "
-            f"| {run.per_second / script:.2f}x | {cpu} / {sum(run.cpu_ms.values()):.1f} |"
+            f"| {run.name} | {run.per_second:.1f} | {peer:.2f}x "
+            f"| {script:.2f}x | {cpu} / {sum(run.cpu_ms.values()):.1f} |"
         )
     return "\n".join(lines)
 
 
-async def measure(env: Servers, origin_url: str, counts: dict[str, int]) -> None:
+def span(values: list[float], unit: str = "", digits: int = 2) -> str:
+    low, high = (f"{value:.{digits}f}" for value in (min(values), max(values)))
+    return f"{low}{unit}" if low == high else f"{low}\u2013{high}{unit}"
+
+
+def summary(title: str, rounds: list[list[Run]]) -> str:
+    lines = [
+        f"### {title}: ranges over {len(rounds)} rounds",
+        "",
+        "| implementation | results/s | vs faster peer | vs plain script | CPU ms per result |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    relative = [ratios(runs) for runs in rounds]
+    for name in ORDER:
+        runs = [run for runs in rounds for run in runs if run.name == name]
+        lines.append(
+            f"| {name} | {span([r.per_second for r in runs], digits=1)} "
+            f"| {span([r[name][0] for r in relative], 'x')} "
+            f"| {span([r[name][1] for r in relative], 'x')} "
+            f"| {span([sum(r.cpu_ms.values()) for r in runs], digits=1)} |"
+        )
+    return "\n".join(lines)
+
+
+async def one_run(env: Servers, origin_url: str, name: str, count: int, size: int) -> Run:
+    if name == SERVICE:
+        return await service_run(env, origin_url, count, size)
+    return await peer_run(env, origin_url, name, count, size)
+
+
+async def measure(env: Servers, origin_url: str, counts: dict[str, int], rounds: int) -> None:
+    """Each round runs the implementations in another order, so that a drift in the machine's
+    load does not always weigh on the same one."""
     print(f"## bench.peers ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load {os.getloadavg()})\n")
     for label, size in SIZES.items():
-        count = counts[label]
-        runs = [await peer_run(env, origin_url, SCRIPT, count, size)]
-        for name in PEERS:
-            runs.append(await peer_run(env, origin_url, name, count, size))
-        runs.append(await service_run(env, origin_url, count, size))
-        print(report(label, count, runs) + "\n", flush=True)
+        title = f"{counts[label]} x {label}, {CONCURRENCY} at a time"
+        done = []
+        for round_ in range(rounds):
+            order = ORDER[round_ % len(ORDER) :] + ORDER[: round_ % len(ORDER)]
+            runs = [await one_run(env, origin_url, name, counts[label], size) for name in order]
+            done.append(runs)
+            heading = f"{title}, round {round_ + 1} (run in the order {', '.join(order)})"
+            print(report(heading, runs) + "\n", flush=True)
+        if rounds > 1:
+            print(summary(title, done) + "\n", flush=True)
 
 
-def counts_from(arguments: list[str]) -> dict[str, int]:
+USAGE = "usage: python -m bench.peers [COUNT] [COUNT_1MIB] [--rounds N]"
+
+
+def arguments_from(arguments: list[str]) -> tuple[dict[str, int], int]:
+    """The count of each size and the number of rounds (defaults 1000, 200 and 1)."""
+    rounds = "1"
+    if "--rounds" in arguments:
+        at = arguments.index("--rounds")
+        rounds = arguments[at + 1] if at + 1 < len(arguments) else ""
+        arguments = arguments[:at] + arguments[at + 2 :]
     try:
-        given = [int(a) for a in arguments]
+        given = [int(a) for a in [*arguments, rounds]]
     except ValueError:
-        raise SystemExit("usage: python -m bench.peers [COUNT] [COUNT_1MIB]") from None
-    if len(given) > 2 or any(n < 1 for n in given):
-        raise SystemExit("usage: python -m bench.peers [COUNT] [COUNT_1MIB] (positive numbers)")
+        raise SystemExit(USAGE) from None
+    if len(given) > 3 or any(n < 1 for n in given):
+        raise SystemExit(USAGE + " (positive whole numbers)")
+    *counts, rounds_count = given
     defaults = [1000, 200]
-    return dict(zip(SIZES, given + defaults[len(given) :], strict=True))
+    return dict(zip(SIZES, counts + defaults[len(counts) :], strict=True)), rounds_count
 
 
 if __name__ == "__main__":
-    counts = counts_from(sys.argv[1:])
+    counts, rounds = arguments_from(sys.argv[1:])
     with servers() as env, origin_process() as origin_url:
-        trio.run(measure, env, origin_url, counts)
+        trio.run(measure, env, origin_url, counts, rounds)
