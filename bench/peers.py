@@ -19,13 +19,16 @@ including those that exited meanwhile), and the moto and origin servers; not thi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import LiteralString
 
 import boto3
 import psycopg
@@ -41,7 +44,7 @@ from bench.common import (
 from bench.peer_job import CONCURRENCY, ITEMS_TABLE
 from tests.support.origin import body_sha256
 from tests.support.processes import ServiceProcess
-from tests.support.results import insert_results, wait_until_terminal
+from tests.support.results import fetch_rows, insert_results
 
 PEERS = ("pgqueuer", "procrastinate")
 SCRIPT = "script"
@@ -108,6 +111,17 @@ def verify_bucket(endpoint: str, bucket: str, keys: set[str], size: int) -> None
         raise RuntimeError(f"{bucket}: {len(found)} objects, {len(found ^ keys)} keys differ")
 
 
+TERMINAL: LiteralString = (
+    "SELECT count(*) FROM results WHERE status IN ('succeeded', 'failed', 'canceled')"
+)
+
+
+def check_running(processes: list[ServiceProcess]) -> None:
+    for process in processes:
+        if process.process.poll() is not None:
+            raise RuntimeError(f"{SERVICE} exited:\n{process.logs()}")
+
+
 async def service_run(env: Servers, origin_url: str, count: int, size: int) -> Run:
     settings = env.fresh_settings()
     url = settings.database_url
@@ -124,8 +138,9 @@ async def service_run(env: Servers, origin_url: str, count: int, size: int) -> R
         cpu = CpuWindow([p.pid for p in processes], postmaster_pid(url))
         started = datetime.now(UTC)
         await trio.to_thread.run_sync(insert_results, url, urls)
-        rows = await wait_until_terminal(url, count, within=WITHIN_SECONDS)
+        await wait_done(url, TERMINAL, count, lambda: check_running(processes))
         cpu_ms = cpu.per_result(count)
+        rows = await trio.to_thread.run_sync(fetch_rows, url)
     finally:
         for process in processes:
             process.close()
@@ -150,11 +165,27 @@ def _prepare_items(database_url: str, urls: list[str]) -> None:
             cursor.executemany("INSERT INTO items (id, url) VALUES (%s, %s)", list(enumerate(urls)))
 
 
-def _done(database_url: str) -> int:
-    with psycopg.connect(database_url) as connection:
-        row = connection.execute("SELECT count(done_at) FROM items").fetchone()
-        assert row is not None
-        return int(row[0])
+def _count(connection: psycopg.Connection[tuple[int]], query: LiteralString) -> int:
+    row = connection.execute(query).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def wait_done(
+    database_url: str, query: LiteralString, count: int, check: Callable[[], None]
+) -> None:
+    """Poll ``query`` (a count) until it reaches ``count``, calling ``check`` between polls.
+    One connection throughout: a connection per poll would charge PostgreSQL's CPU with a
+    backend's start-up twenty times a second."""
+    connect = functools.partial(psycopg.connect, database_url, autocommit=True)
+    connection = await trio.to_thread.run_sync(connect)
+    try:
+        with trio.fail_after(WITHIN_SECONDS):
+            while await trio.to_thread.run_sync(_count, connection, query) < count:
+                check()
+                await trio.sleep(0.05)
+    finally:
+        connection.close()
 
 
 def _rows(database_url: str) -> list[tuple[int, int, str, datetime]]:
@@ -211,10 +242,7 @@ async def peer_run(env: Servers, origin_url: str, name: str, count: int, size: i
         cpu = CpuWindow([peer.pid], postmaster_pid(url))
         started = datetime.now(UTC)
         peer.go()
-        with trio.fail_after(WITHIN_SECONDS):
-            while await trio.to_thread.run_sync(_done, url) < count:
-                peer.check_running()
-                await trio.sleep(0.05)
+        await wait_done(url, "SELECT count(done_at) FROM items", count, peer.check_running)
         cpu_ms = cpu.per_result(count)
     finally:
         peer.close()
