@@ -1,6 +1,7 @@
 """The job `bench.peers` gives every peer, written the way a user would on asyncio: a HEAD, a
 streaming GET hashed with sha256, a PutObject through boto3 in a thread (a pool of 16), and one
-row update in PostgreSQL.
+row update in PostgreSQL. The download is tried again at once on a transport error (the
+origin closes idle kept-alive connections; the service retries those too).
 
 Each peer runs as ``python -m bench.peer_NAME DATABASE_URL S3_ENDPOINT BUCKET``: it sets up
 what it needs, prints ``ready``, and at a line ``go`` on its standard input takes every row of
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 CONCURRENCY = 16
+ATTEMPTS = 3  # of the download, on a transport error
 
 ITEMS_TABLE = (
     "CREATE TABLE items (id bigint PRIMARY KEY, url text NOT NULL,"
@@ -51,6 +53,31 @@ class Copier:
     pool: AsyncConnectionPool
 
     async def copy(self, item_id: int, url: str) -> None:
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                content_type, body, sha256 = await self.download(url)
+                break
+            except httpx.TransportError:
+                # e.g. the origin closing a kept-alive connection as it is reused
+                if attempt == ATTEMPTS:
+                    raise
+        put = functools.partial(
+            self.s3.put_object,
+            Bucket=self.bucket,
+            Key=str(item_id),
+            Body=body,
+            ContentType=content_type,
+        )
+        await asyncio.to_thread(put)
+        async with self.pool.connection() as connection:
+            await connection.execute(
+                "UPDATE items SET size = %s, sha256 = %s, done_at = clock_timestamp()"
+                " WHERE id = %s",
+                (len(body), sha256, item_id),
+            )
+
+    async def download(self, url: str) -> tuple[str, bytes, str]:
+        """The content type, body and sha256 of ``url``'s image."""
         head = await self.client.head(url)
         head.raise_for_status()
         content_type = head.headers.get("content-type", "")
@@ -63,20 +90,7 @@ class Copier:
             async for chunk in response.aiter_bytes():
                 digest.update(chunk)
                 body += chunk
-        put = functools.partial(
-            self.s3.put_object,
-            Bucket=self.bucket,
-            Key=str(item_id),
-            Body=bytes(body),
-            ContentType=content_type,
-        )
-        await asyncio.to_thread(put)
-        async with self.pool.connection() as connection:
-            await connection.execute(
-                "UPDATE items SET size = %s, sha256 = %s, done_at = clock_timestamp()"
-                " WHERE id = %s",
-                (len(body), digest.hexdigest(), item_id),
-            )
+        return content_type, bytes(body), digest.hexdigest()
 
     async def items(self) -> list[tuple[int, str]]:
         async with self.pool.connection() as connection:
