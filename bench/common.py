@@ -160,3 +160,42 @@ class CpuMeter:
         used = {name: (after[name] - self.before[name]) * 1000 / items for name in after}
         parts = [f"{name} {ms:.2f}" for name, ms in used.items() if ms >= 0.01]
         return ", ".join(parts) + f"; total {sum(used.values()):.2f} ms"
+
+
+def _processes() -> dict[int, tuple[int, float]]:
+    """Every process's parent and CPU seconds: its own (user + system, all threads) and that of
+    its children it has reaped."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it exited meanwhile
+        seconds = sum(int(field) for field in fields[11:15]) / ticks
+        found[int(entry.name)] = (int(fields[1]), seconds)
+    return found
+
+
+def child_pids(parent: int) -> list[int]:
+    return [pid for pid, (ppid, _) in _processes().items() if ppid == parent]
+
+
+def tree_cpu_seconds(roots: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds so far of each named group of processes, with all their descendants (those
+    that exited and were reaped within the group included)."""
+    found = _processes()
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in found.items():
+        children.setdefault(parent, []).append(pid)
+    totals = {}
+    for name, pids in roots.items():
+        todo, total = list(pids), 0.0
+        while todo:
+            pid = todo.pop()
+            total += found.get(pid, (0, 0.0))[1]
+            todo += children.get(pid, [])
+        totals[name] = total
+    return totals
