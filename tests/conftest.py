@@ -129,7 +129,7 @@ def settings(
         retry_delays=(0.05, 0.1, 0.2),
         sweep_seconds=60.0,
         queue=queue_transport,
-        outbox_grace_seconds=0.5,
+        outbox_grace_seconds=2.0,
         outbox_sweep_seconds=0.2,
         **QUEUE_TRANSPORTS[queue_transport](request),
     )
