@@ -71,6 +71,8 @@ CONNECT_TIMEOUT_SECONDS = 5.0
 # Any one broker call (a publish awaiting its confirm, an ack, a declare) gets this long.
 CALL_TIMEOUT_SECONDS = 10.0
 RECONNECT_MAX_SECONDS = 5.0
+# How long a publish waits for a connection before it fails (the outbox keeps the message).
+RECONNECT_WAIT_SECONDS = 2.0
 CLOSE_SECONDS = 2.0
 # How long `receive` waits for a message before answering [].
 RECEIVE_WAIT_SECONDS = 2.0
@@ -172,6 +174,7 @@ class RabbitBroker:
         self.receive_wait = receive_wait
         self._loop: Any = None
         self._session: _Session | None = None
+        self._ready = trio.Event()  # set while `_session` is up
         self._want_consuming = False
         self._buffer: deque[Delivery] = deque()
         self._arrived = trio.Event()
@@ -197,9 +200,10 @@ class RabbitBroker:
             session: _Session | None = None
             try:
                 session = await self._open_session()
+                self._session = session
+                self._ready.set()
                 if self._want_consuming:
                     await self._consume(session)
-                self._session = session
                 if not started:
                     task_status.started()
                     started = True
@@ -214,6 +218,8 @@ class RabbitBroker:
                 log.exception("rabbitmq: unexpected error; reconnecting")
             finally:
                 self._session = None
+                if self._ready.is_set():
+                    self._ready = trio.Event()
                 if session is not None:
                     with trio.CancelScope(shield=True):
                         await self._close(session)
@@ -254,7 +260,7 @@ class RabbitBroker:
         session = await self._aio(open_(), CONNECT_TIMEOUT_SECONDS + CALL_TIMEOUT_SECONDS)
 
         def lost(*_: object) -> None:
-            session.lost.set()
+            self._lose(session)
 
         session.connection.close_callbacks.add(lost)
         session.publisher.close_callbacks.add(lost)
@@ -262,6 +268,12 @@ class RabbitBroker:
         if session.connection.is_closed or session.publisher.is_closed:
             session.lost.set()
         return session
+
+    def _lose(self, session: _Session) -> None:
+        """Mark ``session`` closed; callers of `_current` wait for the next one from now."""
+        session.lost.set()
+        if self._session is session and self._ready.is_set():
+            self._ready = trio.Event()
 
     async def _declare(self, channel: AbstractChannel) -> None:
         """The work queue and its delay queues (asyncio side)."""
@@ -284,7 +296,11 @@ class RabbitBroker:
         with trio.move_on_after(CLOSE_SECONDS), contextlib.suppress(QueueUnavailable):
             await self._aio(session.connection.close(), CLOSE_SECONDS)
 
-    def _current(self) -> _Session:
+    async def _current(self) -> _Session:
+        """The connection, waiting up to `RECONNECT_WAIT_SECONDS` for one (a reconnection under
+        way takes a fraction of a second)."""
+        with trio.move_on_after(RECONNECT_WAIT_SECONDS):
+            await self._ready.wait()
         session = self._session
         if session is None or session.lost.is_set():
             raise QueueUnavailable("rabbitmq: not connected")
@@ -330,7 +346,7 @@ class RabbitBroker:
         queue); answer the outbox ids the broker confirmed."""
         if not messages:
             return []
-        session = self._current()
+        session = await self._current()
         now = datetime.now(UTC)
         # To the millisecond, not `Message.delay_seconds`'s whole seconds: the delay queues
         # hold a message back by as little as the shortest step.
@@ -374,7 +390,7 @@ class RabbitBroker:
         try:
             session.consumer_tag = await self._aio(start())
         except BaseException:
-            session.lost.set()  # a session that cannot consume is replaced by one that can
+            self._lose(session)  # a session that cannot consume is replaced by one that can
             raise
 
     async def receive(self, limit: int) -> list[Delivery]:

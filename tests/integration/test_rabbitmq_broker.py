@@ -4,6 +4,7 @@ closing the connection."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -13,6 +14,7 @@ import trio
 from bgchallenge.queues.rabbitmq import RabbitBroker, delay_queue_name
 from bgchallenge.work.queue import Delivery, Message
 from tests.support.rabbitmq import TEST_RETRY_DELAYS, RabbitAdmin, close_connections
+from tests.support.results import eventually
 
 GUARD_SECONDS = 20
 
@@ -154,16 +156,18 @@ async def test_a_message_that_is_not_a_result_id_is_dropped(
 
 
 async def test_the_server_closing_the_connection_loses_nothing(
-    nursery: trio.Nursery, rabbit: Rabbit
+    nursery: trio.Nursery, rabbit: Rabbit, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Deliveries of the closed connection are redelivered on the new one; the old ones are
     stale (never acknowledged, never handed out again), and publishing works again."""
+    caplog.set_level(logging.INFO)
     with trio.fail_after(GUARD_SECONDS):
         broker = await rabbit.start(nursery)
         await broker.send(messages(1, 2, 3))
-        before = await receive_all(broker, 2)
+        before = await receive_all(broker, 2)  # the third one waits in the consumer
         assert await close_connections(rabbit.queue) == 1
-        after = await receive_all(broker, 3)  # waits out the reconnection
+        await eventually(lambda: "rabbitmq reconnected" in caplog.messages)
+        after = await receive_all(broker, 3)
         assert sorted(d.result_id for d in after) == [1, 2, 3]
         for stale in before:
             await broker.finish(stale)  # a no-op: its message was redelivered

@@ -7,6 +7,7 @@ test gets queue names of its own, deleted afterwards with their delay queues.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import TypeVar
@@ -23,6 +24,7 @@ from tests.support.servers import unique_name
 
 T = TypeVar("T")
 DEFAULT_RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
+QUEUE_PREFIX = "bgc-test-"
 # The retry delays of the tests' settings: each has a delay queue, deleted after the test.
 TEST_RETRY_DELAYS = (0.05, 0.1, 0.2)
 
@@ -45,6 +47,10 @@ def rabbitmq_url() -> Iterator[str]:
     if reason is not None:
         pytest.skip(reason)
     yield url
+    # Delay queues of retry delays a test chose itself (their names are not known to
+    # `rabbit_queue`): every queue this session named goes, where rabbitmqctl can list them.
+    if shutil.which("rabbitmqctl"):
+        trio.run(_delete_queues_starting, url, f"{QUEUE_PREFIX}{os.getpid()}x")  # unique_name's
 
 
 class RabbitAdmin:
@@ -90,9 +96,20 @@ def rabbit_admin(rabbitmq_url: str) -> RabbitAdmin:
     return RabbitAdmin(rabbitmq_url)
 
 
+async def _delete_queues_starting(url: str, prefix: str) -> None:
+    listed = await trio.run_process(
+        ["rabbitmqctl", "-q", "--no-table-headers", "list_queues", "name"], capture_stdout=True
+    )
+    names = [n.strip() for n in listed.stdout.decode().splitlines() if n.startswith(prefix)]
+    await RabbitAdmin(url).delete(names)
+
+
 async def close_connections(connection_name: str) -> int:
     """Have the server close every connection named ``connection_name`` (as a broker restart
-    or an operator would); answers how many it closed."""
+    or an operator would); answers how many it closed. Needs rabbitmqctl on this machine (the
+    one server-side way to close a connection without the management plugin)."""
+    if not shutil.which("rabbitmqctl"):
+        pytest.skip("closing a connection from the server needs rabbitmqctl on this machine")
     listed = await trio.run_process(
         ["rabbitmqctl", "-q", "--no-table-headers", "list_connections", "pid", "client_properties"],
         capture_stdout=True,
@@ -113,7 +130,7 @@ async def close_connections(connection_name: str) -> int:
 def rabbit_queue(rabbitmq_url: str) -> Iterator[str]:
     """A work queue name of this test's own; it and its delay queues are deleted after. (A
     plain fixture: the settings, a plain fixture too, may ask for it.)"""
-    name = unique_name("bgc-test-")
+    name = unique_name(QUEUE_PREFIX)
     yield name
     doomed = [name, *(delay_queue_name(name, step) for step in delay_steps(TEST_RETRY_DELAYS))]
     trio.run(RabbitAdmin(rabbitmq_url).delete, doomed)
