@@ -70,7 +70,14 @@ def work_context(
     settings: Settings, database: Database, storage: Storage, metrics: Metrics
 ) -> WorkContext:
     return WorkContext(
-        attempts=Attempts(database, worker_identity(), settings.lease_seconds),
+        attempts=Attempts(
+            database,
+            worker_identity(),
+            settings.lease_seconds,
+            observe=lambda operation, seconds: metrics.database_seconds.labels(operation).observe(
+                seconds
+            ),
+        ),
         fetcher=Fetcher(
             AddressGuard(settings.allow_networks),
             connect_timeout=settings.connect_timeout,

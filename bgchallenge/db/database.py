@@ -1,4 +1,5 @@
-"""A psycopg connection pool driven from Trio through trio-asyncio.
+"""A psycopg connection pool driven from Trio through trio-asyncio, and, for the workers' hot
+path, psycopg's blocking API in worker threads (`threaded.py` says why).
 
 Every public coroutine here is a plain Trio coroutine. Cancellation: a cancelled Trio scope
 cancels the asyncio task running the query, and psycopg then cancels the query on the server,
@@ -26,6 +27,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from bgchallenge.db.queries import load_queries
+from bgchallenge.db.threaded import BlockingConnection, ThreadedConnections
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -70,11 +72,23 @@ def is_connection_failure(exc: BaseException) -> bool:
 class Database:
     """Named queries over a pool; only this class runs asyncio code."""
 
-    def __init__(self, pool: AsyncConnectionPool[Connection], loop: Any, url: str) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Connection],
+        loop: Any,
+        url: str,
+        threaded: ThreadedConnections | None = None,
+    ) -> None:
         self._pool = pool
         self._loop = loop
         self._queries = load_queries()
         self.url = url
+        self._threaded = threaded or ThreadedConnections(
+            url,
+            pool.max_size,
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            cancel_wait=CANCEL_WAIT_SECONDS,
+        )
 
     async def run_aio(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run an asyncio coroutine on this database's loop, mapping connection failures."""
@@ -87,8 +101,38 @@ class Database:
             # now, so that the next callers get live ones instead of failing one by one.
             with trio.move_on_after(POOL_CHECK_SECONDS), contextlib.suppress(Exception):
                 await self._loop.run_aio_coroutine(self._pool.check())
-            raise DatabaseUnavailable(str(exc).splitlines()[0] if str(exc) else repr(exc)) from exc
+            raise _unavailable(exc) from exc
         return result
+
+    async def fetch_all_in_thread(
+        self, name: str, params: dict[str, Any] | None = None
+    ) -> list[Row]:
+        """`fetch_all` through psycopg's blocking API in a worker thread: the workers' claims,
+        lease renewals and outcome writes (see `threaded.py`). Same errors, same retries."""
+        sql = self._queries[name]
+
+        def work(connection: BlockingConnection) -> list[Row]:
+            cursor = connection.execute(sql, params)
+            return cursor.fetchall() if cursor.description else []
+
+        async def run() -> list[Row]:
+            try:
+                return await self._threaded.run(work)
+            except OperationalError as exc:
+                if not is_connection_failure(exc):
+                    raise
+                raise _unavailable(exc) from exc
+
+        return await _retrying_conflicts(run)
+
+    async def fetch_one_in_thread(
+        self, name: str, params: dict[str, Any] | None = None
+    ) -> Row | None:
+        rows = await self.fetch_all_in_thread(name, params)
+        return rows[0] if rows else None
+
+    async def close_threads(self) -> None:
+        await self._threaded.aclose()
 
     async def with_connection(self, work: Callable[[Connection], Awaitable[T]]) -> T:
         """Run ``work(connection)`` (an asyncio coroutine function) on a pooled connection.
@@ -101,16 +145,7 @@ class Database:
             async with self._pool.connection() as connection:
                 return await work(connection)
 
-        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
-            try:
-                return await self.run_aio(run())
-            except (DeadlockDetected, SerializationFailure):
-                if attempt == CONFLICT_ATTEMPTS:
-                    raise
-            await trio.sleep(
-                random.uniform(0.5, 1.5) * CONFLICT_BACKOFF_SECONDS * 2 ** (attempt - 1)
-            )
-        raise AssertionError("unreachable")
+        return await _retrying_conflicts(lambda: self.run_aio(run()))
 
     async def fetch_all(self, name: str, params: dict[str, Any] | None = None) -> list[Row]:
         sql = self._queries[name]
@@ -134,6 +169,22 @@ class Database:
                 return await work(Transaction(connection, self._queries))
 
         return await self.with_connection(run)
+
+
+def _unavailable(exc: Exception) -> DatabaseUnavailable:
+    return DatabaseUnavailable(str(exc).splitlines()[0] if str(exc) else repr(exc))
+
+
+async def _retrying_conflicts(call: Callable[[], Awaitable[T]]) -> T:
+    """``call()``, run again when it lost a deadlock or a serialization conflict."""
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        try:
+            return await call()
+        except (DeadlockDetected, SerializationFailure):
+            if attempt == CONFLICT_ATTEMPTS:
+                raise
+        await trio.sleep(random.uniform(0.5, 1.5) * CONFLICT_BACKOFF_SECONDS * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
 
 
 class Transaction:
@@ -215,4 +266,7 @@ async def open_database(url: str, *, max_size: int = 10) -> AsyncIterator[Databa
         try:
             yield database
         finally:
-            await _close_pool(loop, pool)
+            try:
+                await database.close_threads()
+            finally:
+                await _close_pool(loop, pool)

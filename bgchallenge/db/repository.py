@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+import trio
 
 from bgchallenge.db.database import Database, Row, Transaction
 from bgchallenge.domain.callbacks import Delivery
@@ -16,6 +18,7 @@ from bgchallenge.domain.stream import Batch, Change, StreamPosition
 # A concurrent insert of the same identity can commit between the statement's snapshot and
 # its insert; the statement then sees neither row. Running it again always sees one.
 _ENQUEUE_ATTEMPTS = 5
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -195,10 +198,24 @@ class Attempts:
     this worker's).
     """
 
-    def __init__(self, database: Database, owner: str, lease_seconds: float) -> None:
+    def __init__(
+        self,
+        database: Database,
+        owner: str,
+        lease_seconds: float,
+        observe: Callable[[str, float], None] | None = None,
+    ) -> None:
         self.database = database
         self.owner = owner
         self.lease_seconds = lease_seconds
+        self.observe = observe  # (operation, seconds) of every claim, outcome, lease call
+
+    async def _timed(self, operation: str, call: Awaitable[T]) -> T:
+        started = trio.current_time()
+        answer = await call
+        if self.observe is not None:
+            self.observe(operation, trio.current_time() - started)
+        return answer
 
     def _fence(self, claim: Claim) -> dict[str, Any]:
         return {"id": claim.id, "owner": self.owner, "attempts": claim.attempts}
@@ -211,30 +228,36 @@ class Attempts:
         return {"received": progress.received_bytes, "total": progress.total_bytes}
 
     async def _outcome(self, name: str, params: dict[str, Any]) -> Status | None:
-        row = await self.database.fetch_one(name, params)
+        row = await self._timed("outcome", self.database.fetch_one_in_thread(name, params))
         return None if row is None else Status(row["status"])
 
     async def claim_due(self, limit: int) -> list[Claim]:
-        rows = await self.database.fetch_all(
-            "claim_due",
-            {"limit": limit, "owner": self.owner, "lease_seconds": self.lease_seconds},
+        rows = await self._timed(
+            "claim",
+            self.database.fetch_all_in_thread(
+                "claim_due",
+                {"limit": limit, "owner": self.owner, "lease_seconds": self.lease_seconds},
+            ),
         )
         return [Claim.from_row(row) for row in rows]
 
     async def seconds_until_next_due(self) -> float | None:
-        row = await self.database.fetch_one("seconds_until_next_due")
+        row = await self.database.fetch_one_in_thread("seconds_until_next_due")
         return None if row is None else row["seconds"]
 
     async def extend_lease(self, claim: Claim, progress: Progress | None = None) -> bool | None:
         """None: the lease is lost; otherwise whether a cancel was requested. Stores
         ``progress`` in the same write when given."""
-        row = await self.database.fetch_one(
-            "extend_lease",
-            {
-                **self._fence(claim),
-                **self._progress(progress),
-                "lease_seconds": self.lease_seconds,
-            },
+        row = await self._timed(
+            "lease",
+            self.database.fetch_one_in_thread(
+                "extend_lease",
+                {
+                    **self._fence(claim),
+                    **self._progress(progress),
+                    "lease_seconds": self.lease_seconds,
+                },
+            ),
         )
         return None if row is None else bool(row["cancel_requested"])
 
