@@ -6,10 +6,13 @@ there as in production, not on the path). Also: CPU per result of the service's 
 of the script, and the worker's claim and outcome-write latencies (from its /metrics).
 
     python -m bench.throughput [COUNT] [--rounds N] [--size 50k|1m] [--profile DIR]
+                               [--baseline DIR]
     python -m bench.throughput [COUNT] --progress
 
 COUNT 50 KiB images a round (default 1000), COUNT / 4 of 1 MiB. ``--profile DIR`` records the
 worker process with py-spy (``pip install py-spy``), one raw flame file per run.
+``--baseline DIR`` runs the service a second time each round from another checkout of the code
+(``git worktree add DIR COMMIT``), for before/after ratios measured in the same run.
 
 ``--progress`` measures instead what progress writes cost: the same runs with
 BGC_PROGRESS_SECONDS=1 (the default) and 86400 (no periodic progress write; the final one still
@@ -20,6 +23,7 @@ statistics of the results table.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -73,14 +77,17 @@ async def service_rate(
     service_env: dict[str, str] | None = None,
     roles: tuple[str, ...] = ("worker",),
     profile: Path | None = None,
+    code: Path | None = None,
 ) -> Rate:
     """The last of ``roles`` runs the workers."""
     settings = env.fresh_settings()
     assert settings.database_url
-    processes = [
-        ServiceProcess(settings, role, BGC_WORKERS=str(CONCURRENCY), **(service_env or {}))
-        for role in roles
-    ]
+    # `python -m` finds the package in the working directory first
+    with contextlib.chdir(code or Path.cwd()):
+        processes = [
+            ServiceProcess(settings, role, BGC_WORKERS=str(CONCURRENCY), **(service_env or {}))
+            for role in roles
+        ]
     recorder: subprocess.Popen[bytes] | None = None
     try:
         ready = [await process.wait_ready() for process in processes]
@@ -113,9 +120,21 @@ async def service_rate(
 
 
 def _record_profile(pid: int, path: Path) -> subprocess.Popen[bytes]:
-    """py-spy sampling ``pid`` into ``path`` (raw flame format) until interrupted."""
+    """py-spy sampling ``pid`` into ``path`` (raw flame format) until interrupted: only the
+    thread holding the GIL, so that threads waiting in a blocking call do not count."""
     return subprocess.Popen(
-        ["py-spy", "record", "--nonblocking", "-f", "raw", "-o", str(path), "-p", str(pid)],
+        [
+            "py-spy",
+            "record",
+            "--gil",
+            "--nonblocking",
+            "-f",
+            "raw",
+            "-o",
+            str(path),
+            "-p",
+            str(pid),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -265,43 +284,52 @@ async def measure(
     rounds: int,
     sizes: list[str],
     profile: Path | None,
+    baseline: Path | None,
 ) -> None:
-    """Each round runs the script and the service for each size; the order of the two swaps
-    from round to round, so that a drift in the machine's load weighs on both alike."""
+    """Each round runs the script and the service (and the baseline's) for each size; the
+    order swaps from round to round, so that a drift in the machine's load weighs on all alike."""
     rows = []
     for number in range(1, rounds + 1):
         for size_name in sizes:
             size, name, divisor = SIZES[size_name]
             items = max(count // divisor, CONCURRENCY)
-            label = f"round {number}, {items} x {name}"
             path = profile / f"worker-{size_name}-{number}.txt" if profile else None
-            if number % 2:
-                raw = await raw_rate(env, origin_url, items, size)
-            ours = await service_rate(
-                env, origin_url, items, size=size, roles=PROCFILE, profile=path
-            )
+            runs: list[tuple[str, Path | None]] = [("service", None)]
+            if baseline is not None:
+                runs.append(("baseline", baseline))
             if not number % 2:
-                raw = await raw_rate(env, origin_url, items, size)
-            rows += [
-                (
-                    label,
-                    f"{ours.per_second:.0f} results/s vs plain {raw.per_second:.0f} "
-                    f"(**{ours.per_second / raw.per_second:.0%}**)",
-                ),
-                (
-                    "  CPU per result, service / plain",
-                    f"{ours.own_ms:.2f} / {raw.own_ms:.2f} ms "
-                    f"(**{ours.own_ms / raw.own_ms:.2f}x**)",
-                ),
-                ("  CPU per result, plain script (all)", raw.cpu.replace("benchmark", "script")),
-                ("  CPU per result, service (all)", ours.cpu),
-                ("  CPU per result, service (own)", ours.own_cpu),
-            ]
-            rows += [(f"  {op}", latency) for op, latency in ours.latencies.items()]
+                runs.reverse()
+            raw = await raw_rate(env, origin_url, items, size)
+            rates = {
+                label: await service_rate(
+                    env,
+                    origin_url,
+                    items,
+                    size=size,
+                    roles=PROCFILE,
+                    profile=None if code else path,
+                    code=code,
+                )
+                for label, code in runs
+            }
+            rows.append(
+                (f"round {number}, {items} x {name}, plain script", f"{raw.per_second:.0f}/s")
+            )
+            for label, ours in sorted(rates.items(), reverse=True):
+                rows += [
+                    (
+                        f"  {label}",
+                        f"{ours.per_second:.0f}/s (**{ours.per_second / raw.per_second:.0%}**); "
+                        f"CPU per result {ours.own_ms:.2f} vs {raw.own_ms:.2f} ms "
+                        f"(**{ours.own_ms / raw.own_ms:.2f}x**)",
+                    ),
+                    (f"  {label}, CPU per result", ours.own_cpu),
+                ]
+                rows += [(f"  {label}, {op}", latency) for op, latency in ours.latencies.items()]
     print(
         table(
-            f"end-to-end, {CONCURRENCY} workers, Procfile layout, vs plain HEAD + GET + sha256 "
-            "+ PutObject",
+            f"end-to-end, {CONCURRENCY} workers, Procfile layout, vs a plain HEAD + GET + sha256 "
+            "+ PutObject script",
             rows,
         )
     )
@@ -356,6 +384,7 @@ if __name__ == "__main__":
     rounds = int(_option(arguments, "--rounds") or 1)
     size_option = _option(arguments, "--size")
     profile_option = _option(arguments, "--profile")
+    baseline_option = _option(arguments, "--baseline")
     count = int(arguments[0]) if arguments else 1000
     with servers() as env, origin_process() as origin_url:
         if "--progress" in sys.argv:
@@ -365,4 +394,5 @@ if __name__ == "__main__":
             if profile is not None:
                 profile.mkdir(parents=True, exist_ok=True)
             sizes = [size_option] if size_option else list(SIZES)
-            trio.run(measure, env, origin_url, count, rounds, sizes, profile)
+            baseline = Path(baseline_option).resolve() if baseline_option else None
+            trio.run(measure, env, origin_url, count, rounds, sizes, profile, baseline)

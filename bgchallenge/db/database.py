@@ -104,18 +104,12 @@ class Database:
             raise _unavailable(exc) from exc
         return result
 
-    async def fetch_all_in_thread(
-        self, name: str, params: dict[str, Any] | None = None
-    ) -> list[Row]:
-        """`fetch_all` through psycopg's blocking API in a worker thread: the workers' claims,
-        lease renewals and outcome writes (see `threaded.py`). Same errors, same retries."""
-        sql = self._queries[name]
+    async def with_blocking_connection(self, work: Callable[[BlockingConnection], T]) -> T:
+        """Run ``work(connection)`` (a blocking function, psycopg's sync API, in autocommit) in
+        a worker thread (see `threaded.py`), with the errors and the conflict retries of
+        `with_connection`."""
 
-        def work(connection: BlockingConnection) -> list[Row]:
-            cursor = connection.execute(sql, params)
-            return cursor.fetchall() if cursor.description else []
-
-        async def run() -> list[Row]:
+        async def run() -> T:
             try:
                 return await self._threaded.run(work)
             except OperationalError as exc:
@@ -124,6 +118,19 @@ class Database:
                 raise _unavailable(exc) from exc
 
         return await _retrying_conflicts(run)
+
+    async def fetch_all_in_thread(
+        self, name: str, params: dict[str, Any] | None = None
+    ) -> list[Row]:
+        """`fetch_all` through psycopg's blocking API in a worker thread: for the workers'
+        claims, lease renewals and outcome writes (`threaded.py` says why)."""
+        sql = self._queries[name]
+
+        def work(connection: BlockingConnection) -> list[Row]:
+            cursor = connection.execute(sql, params)
+            return cursor.fetchall() if cursor.description else []
+
+        return await self.with_blocking_connection(work)
 
     async def fetch_one_in_thread(
         self, name: str, params: dict[str, Any] | None = None

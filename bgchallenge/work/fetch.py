@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
 from contextlib import aclosing, asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -42,9 +41,6 @@ log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 5
 HEAD_REFUSED = (403, 405)  # a presigned GET URL is signed for GET only
-# A pooled connection used this recently is not asked whether the origin closed it: see
-# `RecentlyUsedStream`.
-CLOSED_CHECK_IDLE_SECONDS = 0.5
 BLOCKED_MESSAGE = "the host's address is not allowed"
 CONNECT_FAILED_MESSAGE = "could not connect to the origin"
 
@@ -53,34 +49,33 @@ class BlockedAddress(Exception):
     """The host resolves only to addresses the guard refuses."""
 
 
-class RecentlyUsedStream(httpcore.AsyncNetworkStream):
-    """A connection that answers "did the origin close you?" without asking the kernel when it
-    carried bytes within `CLOSED_CHECK_IDLE_SECONDS`.
+class CheckedOnReuseStream(httpcore.AsyncNetworkStream):
+    """A connection that is asked whether the origin closed it only when it is about to carry
+    a request again, instead of every time the pool looks at it.
 
-    httpcore's pool asks it (a ``poll`` of the socket) of every idle connection, twice for
+    httpcore's pool asks that (a ``poll`` of the socket) of every idle connection, twice for
     every request, not just of the one it is about to use: with 16 workers that was ~10 % of
-    the worker process's CPU under `bench.throughput` (httpcore's own pull request to poll at
-    intervals, encode/httpcore#928, is not merged). An origin closes an idle keep-alive
-    connection after its idle timeout, seconds at least, so within half a second of its last
-    use the answer is no; an origin that closes sooner without saying so costs a request that
-    fails as ``origin_unavailable`` and is retried.
+    the worker process's CPU under `bench.throughput` (httpcore's own pull request to poll less,
+    encode/httpcore#928, is not merged). Here the pool is told "not closed", and the question
+    is asked once, at the first write of a request on a connection that carried one before.
+    Closed: `httpcore.ConnectionNotAvailable`, on which the pool closes this connection and
+    sends the request on another, as it would have had it seen the close itself.
     """
 
     def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
         self.inner = inner
-        self.used_at = time.monotonic()
+        self.reused = False  # it has read an answer: the next write starts a request on reuse
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
-        try:
-            return await self.inner.read(max_bytes, timeout)
-        finally:
-            self.used_at = time.monotonic()
+        self.reused = True
+        return await self.inner.read(max_bytes, timeout)
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
-        try:
-            await self.inner.write(buffer, timeout)
-        finally:
-            self.used_at = time.monotonic()
+        if self.reused:
+            self.reused = False
+            if self.inner.get_extra_info("is_readable"):
+                raise httpcore.ConnectionNotAvailable("the origin closed the idle connection")
+        await self.inner.write(buffer, timeout)
 
     async def aclose(self) -> None:
         await self.inner.aclose()
@@ -91,11 +86,13 @@ class RecentlyUsedStream(httpcore.AsyncNetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> httpcore.AsyncNetworkStream:
-        return RecentlyUsedStream(await self.inner.start_tls(ssl_context, server_hostname, timeout))
+        return CheckedOnReuseStream(
+            await self.inner.start_tls(ssl_context, server_hostname, timeout)
+        )
 
     def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable" and time.monotonic() - self.used_at < CLOSED_CHECK_IDLE_SECONDS:
-            return False
+        if info == "is_readable":
+            return False  # asked on reuse instead, in `write`
         return self.inner.get_extra_info(info)
 
 
@@ -128,7 +125,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         last_error: Exception | None = None
         for address in allowed:
             try:
-                return RecentlyUsedStream(
+                return CheckedOnReuseStream(
                     await self.inner.connect_tcp(
                         address,
                         port,

@@ -116,3 +116,49 @@ async def test_a_lost_connection_is_unavailable(database_url: str) -> None:
 
         with pytest.raises(DatabaseUnavailable):
             await database.with_connection(killed)
+
+
+async def test_the_blocking_path_maps_errors_and_reconnects(database_url: str) -> None:
+    """The workers' path (psycopg's sync API in a thread): a statement's error is its own, a
+    lost connection is "unavailable", and the next call gets a live connection."""
+    async with open_database(database_url) as database:
+        with pytest.raises(psycopg.errors.UndefinedColumn):
+            await database.with_blocking_connection(
+                lambda connection: connection.execute("SELECT no_such_column FROM results")
+            )
+        with pytest.raises(DatabaseUnavailable):
+            await database.with_blocking_connection(
+                lambda connection: connection.execute(
+                    "SELECT pg_terminate_backend(pg_backend_pid())"
+                )
+            )
+        assert await database.fetch_one_in_thread("ping") == {"ok": 1}
+
+
+def sleeping_statements(database_url: str) -> int:
+    with psycopg.connect(database_url) as connection:
+        row = connection.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query LIKE 'SELECT pg_sleep(60)%%'"
+            " AND state = 'active' AND pid <> pg_backend_pid()"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+async def test_a_cancelled_blocking_call_cancels_its_statement(database_url: str) -> None:
+    """Cancelling the caller cancels the statement on the server: the thread it ran in ends,
+    and the connection is usable again."""
+    async with open_database(database_url) as database:
+        with trio.fail_after(IO_GUARD_SECONDS):
+            async with trio.open_nursery() as nursery:
+
+                async def sleep_on_the_server() -> None:
+                    await database.with_blocking_connection(
+                        lambda connection: connection.execute("SELECT pg_sleep(60)")
+                    )
+
+                nursery.start_soon(sleep_on_the_server)
+                await eventually(lambda: sleeping_statements(database_url) == 1)
+                nursery.cancel_scope.cancel()
+            await eventually(lambda: sleeping_statements(database_url) == 0)
+            assert await database.fetch_one_in_thread("ping") == {"ok": 1}
