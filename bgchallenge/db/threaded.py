@@ -19,6 +19,7 @@ token until then, so abandoned calls never exceed ``size``.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -42,24 +43,28 @@ class ThreadedConnections:
 
     async def run(self, work: Callable[[BlockingConnection], T]) -> T:
         """``work(connection)`` in a worker thread, on a connection in autocommit."""
-        in_use: list[BlockingConnection] = []
+        running = _Running()
 
         def call() -> T:
             connection = self._take()
-            in_use.append(connection)
+            with running.lock:
+                running.connection = connection
             try:
                 return work(connection)
             finally:
+                # Once this call is over, a late cancel must not reach the connection's next
+                # user: the lock makes the cancel and the hand-back exclusive.
+                with running.lock:
+                    running.connection = None
                 self._give_back(connection)
 
         try:
             return await trio.to_thread.run_sync(call, limiter=self.limiter, abandon_on_cancel=True)
         except trio.Cancelled:
-            if in_use:
-                with trio.CancelScope(shield=True), trio.move_on_after(self.cancel_wait):
-                    await trio.to_thread.run_sync(
-                        _cancel_statement, in_use[0], self.cancel_wait, abandon_on_cancel=True
-                    )
+            with trio.CancelScope(shield=True), trio.move_on_after(self.cancel_wait):
+                await trio.to_thread.run_sync(
+                    running.cancel, self.cancel_wait, abandon_on_cancel=True
+                )
             raise
 
     async def aclose(self) -> None:
@@ -101,6 +106,16 @@ class ThreadedConnections:
             connection.close()
 
 
-def _cancel_statement(connection: BlockingConnection, timeout: float) -> None:
-    with contextlib.suppress(psycopg.Error):
-        connection.cancel_safe(timeout=timeout)
+class _Running:
+    """The connection a call's statement runs on, while it runs."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.connection: BlockingConnection | None = None
+
+    def cancel(self, timeout: float) -> None:
+        """Cancel the statement on the server, if the call still runs one (blocking)."""
+        with self.lock:
+            if self.connection is not None:
+                with contextlib.suppress(psycopg.Error):
+                    self.connection.cancel_safe(timeout=timeout)
