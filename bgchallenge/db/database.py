@@ -246,8 +246,12 @@ async def _configure(connection: Connection) -> None:
 
 
 @asynccontextmanager
-async def open_database(url: str, *, max_size: int = 10) -> AsyncIterator[Database]:
-    """Open a pool to ``url`` on a fresh trio-asyncio loop; close both on exit.
+async def open_database(
+    url: str, *, max_size: int = 10, for_workers: bool = True
+) -> AsyncIterator[Database]:
+    """Open a pool to ``url`` on a fresh trio-asyncio loop; close both on exit. ``for_workers``:
+    also open the first connection of the workers' blocking path (`Database.fetch_all_in_thread`),
+    so that the first claim does not wait for a connect either.
 
     Raises `DatabaseUnavailable` if no connection can be made within 10 s.
     """
@@ -267,7 +271,10 @@ async def open_database(url: str, *, max_size: int = 10) -> AsyncIterator[Databa
         database = Database(pool, loop, url)
         try:
             await database.run_aio(pool.open(wait=True, timeout=10.0))
+            if for_workers:
+                await database.with_blocking_connection(lambda connection: None)
         except BaseException:
+            await database.close_threads()
             await _close_pool(loop, pool)
             raise
         try:
