@@ -293,7 +293,6 @@ async def measure(
         for size_name in sizes:
             size, name, divisor = SIZES[size_name]
             items = max(count // divisor, CONCURRENCY)
-            path = profile / f"worker-{size_name}-{number}.txt" if profile else None
             runs: list[tuple[str, Path | None]] = [("service", None)]
             if baseline is not None:
                 runs.append(("baseline", baseline))
@@ -307,7 +306,7 @@ async def measure(
                     items,
                     size=size,
                     roles=PROCFILE,
-                    profile=None if code else path,
+                    profile=profile / f"{label}-{size_name}-{number}.txt" if profile else None,
                     code=code,
                 )
                 for label, code in runs
