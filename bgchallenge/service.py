@@ -131,9 +131,7 @@ async def _run(
     database_url = settings.require_database()
     if role.serves_http and settings.signing_secret is None:
         log.warning("request signing is off: set BGC_SIGNING_SECRET to require signed requests")
-    async with open_database(
-        database_url, max_size=settings.db_pool_size, for_workers=role.runs_workers
-    ) as database:
+    async with open_database(database_url, max_size=settings.db_pool_size) as database:
         applied = await migrate(database)
         if applied:
             log.info("migrations applied", extra={"migrations": applied})

@@ -1,5 +1,4 @@
-"""A psycopg connection pool driven from Trio through trio-asyncio, and, for the workers' hot
-path, psycopg's blocking API in worker threads (`threaded.py` says why).
+"""A psycopg connection pool driven from Trio through trio-asyncio.
 
 Every public coroutine here is a plain Trio coroutine. Cancellation: a cancelled Trio scope
 cancels the asyncio task running the query, and psycopg then cancels the query on the server,
@@ -27,7 +26,6 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from bgchallenge.db.queries import load_queries
-from bgchallenge.db.threaded import BlockingConnection, ThreadedConnections
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -72,23 +70,11 @@ def is_connection_failure(exc: BaseException) -> bool:
 class Database:
     """Named queries over a pool; only this class runs asyncio code."""
 
-    def __init__(
-        self,
-        pool: AsyncConnectionPool[Connection],
-        loop: Any,
-        url: str,
-        threaded: ThreadedConnections | None = None,
-    ) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Connection], loop: Any, url: str) -> None:
         self._pool = pool
         self._loop = loop
         self._queries = load_queries()
         self.url = url
-        self._threaded = threaded or ThreadedConnections(
-            url,
-            pool.max_size,
-            connect_timeout=CONNECT_TIMEOUT_SECONDS,
-            cancel_wait=CANCEL_WAIT_SECONDS,
-        )
 
     async def run_aio(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run an asyncio coroutine on this database's loop, mapping connection failures."""
@@ -101,45 +87,8 @@ class Database:
             # now, so that the next callers get live ones instead of failing one by one.
             with trio.move_on_after(POOL_CHECK_SECONDS), contextlib.suppress(Exception):
                 await self._loop.run_aio_coroutine(self._pool.check())
-            raise _unavailable(exc) from exc
+            raise DatabaseUnavailable(str(exc).splitlines()[0] if str(exc) else repr(exc)) from exc
         return result
-
-    async def with_blocking_connection(self, work: Callable[[BlockingConnection], T]) -> T:
-        """Run ``work(connection)`` (a blocking function, psycopg's sync API, in autocommit) in
-        a worker thread (see `threaded.py`), with the errors and the conflict retries of
-        `with_connection`."""
-
-        async def run() -> T:
-            try:
-                return await self._threaded.run(work)
-            except OperationalError as exc:
-                if not is_connection_failure(exc):
-                    raise
-                raise _unavailable(exc) from exc
-
-        return await _retrying_conflicts(run)
-
-    async def fetch_all_in_thread(
-        self, name: str, params: dict[str, Any] | None = None
-    ) -> list[Row]:
-        """`fetch_all` through psycopg's blocking API in a worker thread: for the workers'
-        claims, lease renewals and outcome writes (`threaded.py` says why)."""
-        sql = self._queries[name]
-
-        def work(connection: BlockingConnection) -> list[Row]:
-            cursor = connection.execute(sql, params)
-            return cursor.fetchall() if cursor.description else []
-
-        return await self.with_blocking_connection(work)
-
-    async def fetch_one_in_thread(
-        self, name: str, params: dict[str, Any] | None = None
-    ) -> Row | None:
-        rows = await self.fetch_all_in_thread(name, params)
-        return rows[0] if rows else None
-
-    async def close_threads(self) -> None:
-        await self._threaded.aclose()
 
     async def with_connection(self, work: Callable[[Connection], Awaitable[T]]) -> T:
         """Run ``work(connection)`` (an asyncio coroutine function) on a pooled connection.
@@ -152,7 +101,16 @@ class Database:
             async with self._pool.connection() as connection:
                 return await work(connection)
 
-        return await _retrying_conflicts(lambda: self.run_aio(run()))
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                return await self.run_aio(run())
+            except (DeadlockDetected, SerializationFailure):
+                if attempt == CONFLICT_ATTEMPTS:
+                    raise
+            await trio.sleep(
+                random.uniform(0.5, 1.5) * CONFLICT_BACKOFF_SECONDS * 2 ** (attempt - 1)
+            )
+        raise AssertionError("unreachable")
 
     async def fetch_all(self, name: str, params: dict[str, Any] | None = None) -> list[Row]:
         sql = self._queries[name]
@@ -176,22 +134,6 @@ class Database:
                 return await work(Transaction(connection, self._queries))
 
         return await self.with_connection(run)
-
-
-def _unavailable(exc: Exception) -> DatabaseUnavailable:
-    return DatabaseUnavailable(str(exc).splitlines()[0] if str(exc) else repr(exc))
-
-
-async def _retrying_conflicts(call: Callable[[], Awaitable[T]]) -> T:
-    """``call()``, run again when it lost a deadlock or a serialization conflict."""
-    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
-        try:
-            return await call()
-        except (DeadlockDetected, SerializationFailure):
-            if attempt == CONFLICT_ATTEMPTS:
-                raise
-        await trio.sleep(random.uniform(0.5, 1.5) * CONFLICT_BACKOFF_SECONDS * 2 ** (attempt - 1))
-    raise AssertionError("unreachable")
 
 
 class Transaction:
@@ -246,12 +188,8 @@ async def _configure(connection: Connection) -> None:
 
 
 @asynccontextmanager
-async def open_database(
-    url: str, *, max_size: int = 10, for_workers: bool = True
-) -> AsyncIterator[Database]:
-    """Open a pool to ``url`` on a fresh trio-asyncio loop; close both on exit. ``for_workers``:
-    also open the first connection of the workers' blocking path (`Database.fetch_all_in_thread`),
-    so that the first claim does not wait for a connect either.
+async def open_database(url: str, *, max_size: int = 10) -> AsyncIterator[Database]:
+    """Open a pool to ``url`` on a fresh trio-asyncio loop; close both on exit.
 
     Raises `DatabaseUnavailable` if no connection can be made within 10 s.
     """
@@ -271,16 +209,10 @@ async def open_database(
         database = Database(pool, loop, url)
         try:
             await database.run_aio(pool.open(wait=True, timeout=10.0))
-            if for_workers:
-                await database.with_blocking_connection(lambda connection: None)
         except BaseException:
-            await database.close_threads()
             await _close_pool(loop, pool)
             raise
         try:
             yield database
         finally:
-            try:
-                await database.close_threads()
-            finally:
-                await _close_pool(loop, pool)
+            await _close_pool(loop, pool)

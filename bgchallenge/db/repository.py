@@ -228,13 +228,13 @@ class Attempts:
         return {"received": progress.received_bytes, "total": progress.total_bytes}
 
     async def _outcome(self, name: str, params: dict[str, Any]) -> Status | None:
-        row = await self._timed("outcome", self.database.fetch_one_in_thread(name, params))
+        row = await self._timed("outcome", self.database.fetch_one(name, params))
         return None if row is None else Status(row["status"])
 
     async def claim_due(self, limit: int) -> list[Claim]:
         rows = await self._timed(
             "claim",
-            self.database.fetch_all_in_thread(
+            self.database.fetch_all(
                 "claim_due",
                 {"limit": limit, "owner": self.owner, "lease_seconds": self.lease_seconds},
             ),
@@ -242,7 +242,7 @@ class Attempts:
         return [Claim.from_row(row) for row in rows]
 
     async def seconds_until_next_due(self) -> float | None:
-        row = await self.database.fetch_one_in_thread("seconds_until_next_due")
+        row = await self.database.fetch_one("seconds_until_next_due")
         return None if row is None else row["seconds"]
 
     async def extend_lease(self, claim: Claim, progress: Progress | None = None) -> bool | None:
@@ -250,7 +250,7 @@ class Attempts:
         ``progress`` in the same write when given."""
         row = await self._timed(
             "lease",
-            self.database.fetch_one_in_thread(
+            self.database.fetch_one(
                 "extend_lease",
                 {
                     **self._fence(claim),

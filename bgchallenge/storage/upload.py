@@ -1,8 +1,9 @@
 """Streaming a body into the bucket without holding it whole: one PutObject for a body that
 ends within the first part, a multipart upload otherwise.
 
-Memory: a part is gathered in memory up to 256 KiB and in an anonymous temporary file beyond
-(256 KiB at a time), so a download holds about the same memory whatever its size.
+Memory: a part is gathered in memory up to 1 MiB (so a typical image never touches a file) and in
+an anonymous temporary file beyond (1 MiB at a time), so a download holds about the same memory
+whatever its size.
 Cancellation and failure: a started multipart upload is aborted (shielded, bounded in time),
 and the abort is checked, since a part still in flight may land after it; no partial object
 and no dangling upload stay.
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ABORT_SECONDS = 15.0
-PART_MEMORY_BYTES = 256 * 1024
+PART_MEMORY_BYTES = 1024 * 1024
 
 
 class PartBuffer:
