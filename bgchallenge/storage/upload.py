@@ -1,12 +1,10 @@
 """Streaming a body into the bucket without holding it whole: one PutObject for a body that
 ends within the first part, a multipart upload otherwise.
 
-Memory: a part is gathered in memory up to 1 MiB (so a typical image never touches a file) and in
-an anonymous temporary file beyond (1 MiB at a time), so a download holds about the same memory
-whatever its size.
-Cancellation and failure: a started multipart upload is aborted (shielded, bounded in time),
-and the abort is checked, since a part still in flight may land after it; no partial object
-and no dangling upload stay.
+Memory: a part is gathered in memory up to 256 KiB and in an anonymous temporary file beyond, so
+a download holds about the same memory whatever its size. Cancellation and failure:
+a started multipart upload is aborted (shielded, bounded in time), and the abort is checked,
+since a part still in flight may land after it; no partial object and no dangling upload stay.
 """
 
 from __future__ import annotations
@@ -29,13 +27,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ABORT_SECONDS = 15.0
-PART_MEMORY_BYTES = 1024 * 1024
+PART_MEMORY_BYTES = 256 * 1024
 
 
 class PartBuffer:
-    """One part's bytes: in memory up to a limit, then in a temporary file, written there a
-    memory's worth at a time (one thread hand-off per ``memory_limit`` bytes, not per chunk:
-    under load a hand-off costs the Trio thread a contended GIL round).
+    """One part's bytes: in memory up to a limit, then spilled to a temporary file.
 
     File operations run in worker threads, never on the Trio thread.
     """
@@ -48,26 +44,24 @@ class PartBuffer:
 
     async def write(self, chunk: bytes) -> None:
         self.size += len(chunk)
-        self._memory.write(chunk)
-        if self._memory.tell() > self.memory_limit:
-            pending, self._memory = self._memory, io.BytesIO()
-            await trio.to_thread.run_sync(self._spill, pending)
-
-    def _spill(self, pending: io.BytesIO) -> None:
+        if self._file is None and self.size <= self.memory_limit:
+            self._memory.write(chunk)
+            return
         if self._file is None:
-            self._file = tempfile.TemporaryFile()  # noqa: SIM115 (closed by aclose)
-        self._file.write(pending.getbuffer())
+            self._file = await trio.to_thread.run_sync(self._spill)
+        await trio.to_thread.run_sync(self._file.write, chunk)
+
+    def _spill(self) -> BinaryIO:
+        spilled = tempfile.TemporaryFile()  # noqa: SIM115 (closed by aclose)
+        spilled.write(self._memory.getbuffer())
+        self._memory = io.BytesIO()
+        return spilled
 
     def rewound(self) -> BinaryIO:
         """The bytes, read from the start; call it in the thread that reads them."""
-        if self._file is None:
-            self._memory.seek(0)
-            return self._memory
-        if self._memory.tell():
-            pending, self._memory = self._memory, io.BytesIO()
-            self._spill(pending)
-        self._file.seek(0)
-        return self._file
+        body = self._file or self._memory
+        body.seek(0)
+        return body
 
     async def aclose(self) -> None:
         if self._file is not None:
