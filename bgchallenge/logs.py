@@ -121,8 +121,8 @@ class StdoutWriter(logging.handlers.QueueListener):
         """The next line. When there is none, the writer first waits `GATHER_SECONDS` without
         waiting on the queue, then on it: a line queued while nobody waits on the queue wakes
         no thread, so a busy service wakes the writer once per gathering, not once per line
-        (under load each wake-up made the logging thread hand over the GIL: ~10 % of a worker
-        process's Trio thread in `bench.throughput`)."""
+        (under load, waking it per line was ~9 % of the samples of a worker process busy in
+        `bench.throughput`, bench/README.md)."""
         try:
             line = self.pending.get_nowait()
         except queue.Empty:
