@@ -154,10 +154,14 @@ class CpuMeter:
     def __init__(self) -> None:
         self.before = _cpu_seconds_by_group()
 
+    def used_ms(self, items: int) -> dict[str, float]:
+        """Milliseconds of CPU per item so far, by group."""
+        after = _cpu_seconds_by_group()
+        return {name: (after[name] - self.before[name]) * 1000 / items for name in after}
+
     def per_item(self, items: int) -> str:
         """Milliseconds of CPU per item so far, for each group that used any, and their total."""
-        after = _cpu_seconds_by_group()
-        used = {name: (after[name] - self.before[name]) * 1000 / items for name in after}
+        used = self.used_ms(items)
         parts = [f"{name} {ms:.2f}" for name, ms in used.items() if ms >= 0.01]
         return ", ".join(parts) + f"; total {sum(used.values()):.2f} ms"
 

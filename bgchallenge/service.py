@@ -76,7 +76,15 @@ def work_context(
 ) -> WorkContext:
     """The workers' parts; ``transport`` defaults to ``postgres`` (the results table)."""
     transport = transport or Transport("postgres", settings)
-    attempts = Attempts(database, worker_identity(), settings.lease_seconds, transport.outbox)
+    attempts = Attempts(
+        database,
+        worker_identity(),
+        settings.lease_seconds,
+        transport.outbox,
+        observe=lambda operation, seconds: metrics.database_seconds.labels(operation).observe(
+            seconds
+        ),
+    )
     return WorkContext(
         attempts=attempts,
         fetcher=Fetcher(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+import trio
 
 from bgchallenge.db.database import Database, Row, Transaction
 from bgchallenge.domain.callbacks import Delivery
@@ -17,6 +19,7 @@ from bgchallenge.domain.stream import Batch, Change, StreamPosition
 # A concurrent insert of the same identity can commit between the statement's snapshot and
 # its insert; the statement then sees neither row. Running it again always sees one.
 _ENQUEUE_ATTEMPTS = 5
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -226,17 +229,26 @@ class Attempts:
         owner: str,
         lease_seconds: float,
         outbox: OutboxSink | None = None,
+        observe: Callable[[str, float], None] | None = None,
     ) -> None:
         self.database = database
         self.owner = owner
         self.lease_seconds = lease_seconds
         self.outbox = outbox
+        self.observe = observe  # (operation, seconds) of every claim, outcome, lease call
 
     def _told(self, rows: Sequence[Row]) -> None:
         if self.outbox is not None:
             messages = _written_messages(rows)
             if messages:
                 self.outbox(messages)
+
+    async def _timed(self, operation: str, call: Awaitable[T]) -> T:
+        started = trio.current_time()
+        answer = await call
+        if self.observe is not None:
+            self.observe(operation, trio.current_time() - started)
+        return answer
 
     def _fence(self, claim: Claim) -> dict[str, Any]:
         return {"id": claim.id, "owner": self.owner, "attempts": claim.attempts}
@@ -249,16 +261,22 @@ class Attempts:
         return {"received": progress.received_bytes, "total": progress.total_bytes}
 
     async def _outcome(self, name: str, params: dict[str, Any]) -> Status | None:
-        row = await self.database.fetch_one(name, {**params, "outbox": self.outbox is not None})
+        row = await self._timed(
+            "outcome",
+            self.database.fetch_one(name, {**params, "outbox": self.outbox is not None}),
+        )
         if row is None:
             return None
         self._told([{**row, "id": params["id"]}])
         return Status(row["status"])
 
     async def claim_due(self, limit: int) -> list[Claim]:
-        rows = await self.database.fetch_all(
-            "claim_due",
-            {"limit": limit, "owner": self.owner, "lease_seconds": self.lease_seconds},
+        rows = await self._timed(
+            "claim",
+            self.database.fetch_all(
+                "claim_due",
+                {"limit": limit, "owner": self.owner, "lease_seconds": self.lease_seconds},
+            ),
         )
         return [Claim.from_row(row) for row in rows]
 
@@ -266,9 +284,12 @@ class Attempts:
         """A broker transport's claim: each of ``result_ids`` (the results its messages name,
         without repeats) claimed by id if due, with the same update as `claim_due`; answers one
         `ClaimAnswer` per id (a result that does not exist is dropped)."""
-        rows = await self.database.fetch_all(
-            "claim_results",
-            {"ids": list(result_ids), "owner": self.owner, "lease_seconds": self.lease_seconds},
+        rows = await self._timed(
+            "claim",
+            self.database.fetch_all(
+                "claim_results",
+                {"ids": list(result_ids), "owner": self.owner, "lease_seconds": self.lease_seconds},
+            ),
         )
         return [ClaimAnswer.from_row(row) for row in rows]
 
@@ -279,13 +300,16 @@ class Attempts:
     async def extend_lease(self, claim: Claim, progress: Progress | None = None) -> bool | None:
         """None: the lease is lost; otherwise whether a cancel was requested. Stores
         ``progress`` in the same write when given."""
-        row = await self.database.fetch_one(
-            "extend_lease",
-            {
-                **self._fence(claim),
-                **self._progress(progress),
-                "lease_seconds": self.lease_seconds,
-            },
+        row = await self._timed(
+            "lease",
+            self.database.fetch_one(
+                "extend_lease",
+                {
+                    **self._fence(claim),
+                    **self._progress(progress),
+                    "lease_seconds": self.lease_seconds,
+                },
+            ),
         )
         return None if row is None else bool(row["cancel_requested"])
 
