@@ -66,7 +66,14 @@ async def test_two_worker_processes_fetch_each_result_exactly_once(
     ]
     assert retried == []
     assert [n for n in range(300) if origin.gets(f"img{n}.png") != 1] == []
-    per_process = [sum(1 for e in w.events() if e.get("event") == "succeeded") for w in workers]
+
+    def succeeded_per_process() -> list[int]:
+        return [sum(1 for e in w.events() if e.get("event") == "succeeded") for w in workers]
+
+    # A worker logs a success after its commit, and writes log lines from a thread: wait for them.
+    with trio.fail_after(IO_GUARD_SECONDS):
+        await eventually(lambda: sum(succeeded_per_process()) >= 300)
+    per_process = succeeded_per_process()
     assert sum(per_process) == 300 and all(count > 0 for count in per_process), per_process
 
 

@@ -315,11 +315,15 @@ async def test_on_a_terminal_wait_draws_rich_s_live_bar_and_a_table_of_failures(
     service = await start_service(nursery, dataclasses.replace(settings, progress_seconds=0.2))
     urls = url_file(
         tmp_path,
-        # 5 s: long enough that the client, started in a pty on a busy machine, sees it run.
-        origin.url("slow.png", size=8 * 64 * 1024, slow=0.6),
+        origin.url("slow.png", size=8 * 64 * 1024, slow=0.3),
         origin.url("gone.png", status=404, head=404),
     )
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("BGC_", "FORCE_", "NO_"))}
+    # COLUMNS and LINES (pytest-xdist's workers have them) would override the pty's 160 columns.
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("BGC_", "FORCE_", "NO_")) and k not in ("COLUMNS", "LINES")
+    }
     env = {**clean, "BGC_SERVER": service.base_url, "TERM": "xterm-256color"}
     args = ["--job-id", "tty", "--wait", urls]
     with trio.fail_after(IO_GUARD_SECONDS):
