@@ -14,7 +14,6 @@ when cancelled: their thread finishes the call, and nothing waits on the answer.
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import math
@@ -25,9 +24,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 import trio
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from bgchallenge.boto import call_in_thread, client_config
 from bgchallenge.domain.messages import Message
 from bgchallenge.settings import Settings
 from bgchallenge.work.queue import Delivery, QueueUnavailable
@@ -66,11 +65,8 @@ def create_client(
     endpoint_url: str | None, *, threads: int, connect_timeout: float, read_timeout: float
 ) -> SQSClient:
     """Build the client in the calling (Trio) thread: client creation is not thread-safe."""
-    config = Config(
-        max_pool_connections=threads + 2,
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
-        retries={"max_attempts": 2, "mode": "standard"},
+    config = client_config(
+        threads=threads, connect_timeout=connect_timeout, read_timeout=read_timeout
     )
     client: SQSClient = boto3.session.Session().client(
         "sqs", endpoint_url=endpoint_url, config=config
@@ -102,16 +98,12 @@ class SqsBroker:
     async def _call(
         self, function: Callable[..., T], /, *, abandon_on_cancel: bool = True, **kwargs: Any
     ) -> T:
-        context = contextvars.copy_context()
-
-        def run() -> T:
-            try:
-                return context.run(function, QueueUrl=self.queue_url, **kwargs)
-            except (ClientError, BotoCoreError) as exc:
-                raise QueueUnavailable(f"SQS {function.__name__}: {exc}") from exc
-
-        return await trio.to_thread.run_sync(
-            run, limiter=self.limiter, abandon_on_cancel=abandon_on_cancel
+        return await call_in_thread(
+            function,
+            {"QueueUrl": self.queue_url, **kwargs},
+            limiter=self.limiter,
+            abandon_on_cancel=abandon_on_cancel,
+            map_error=lambda exc: QueueUnavailable(f"SQS {function.__name__}: {exc}"),
         )
 
     async def send(self, messages: Sequence[Message]) -> list[int]:

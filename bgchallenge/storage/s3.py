@@ -8,14 +8,14 @@ to `StorageUnavailable` (transient: the server could not be reached or answered 
 
 from __future__ import annotations
 
-import contextvars
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 import trio
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
+
+from bgchallenge.boto import call_in_thread, client_config
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -77,11 +77,10 @@ class Storage:
         observe: Callable[[str, float], None] | None = None,
     ) -> Storage:
         """Build the client here, in the Trio thread: client creation is not thread-safe."""
-        config = Config(
-            max_pool_connections=threads + 2,
+        config = client_config(
+            threads=threads,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
-            retries={"max_attempts": 2, "mode": "standard"},
             s3={"addressing_style": "path"} if endpoint_url else None,
         )
         client = boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=config)
@@ -101,19 +100,13 @@ class Storage:
 
         The function's name names the operation in the timings (``observe``).
         """
-        context = contextvars.copy_context()
-
-        def run() -> T:
-            try:
-                return context.run(function, **kwargs)
-            except (ClientError, BotoCoreError) as exc:
-                raise _map_error(exc) from exc
-
         started = trio.current_time()
-        result = await trio.to_thread.run_sync(
-            run,
+        result = await call_in_thread(
+            function,
+            kwargs,
             limiter=self.limiter if limiter is None else limiter,
             abandon_on_cancel=abandon_on_cancel,
+            map_error=_map_error,
         )
         if self.observe is not None:
             self.observe(function.__name__, trio.current_time() - started)
