@@ -1,7 +1,7 @@
 """Streaming a body into the bucket without holding it whole: one PutObject for a body that
 ends within the first part, a multipart upload otherwise.
 
-Memory: a part is gathered in memory up to 256 KiB and in an anonymous temporary file beyond, so
+Memory: a part is gathered in memory up to 2 MiB and in an anonymous temporary file beyond, so
 a download holds about the same memory whatever its size. Cancellation and failure:
 a started multipart upload is aborted (shielded, bounded in time), and the abort is checked,
 since a part still in flight may land after it; no partial object and no dangling upload stay.
@@ -10,7 +10,6 @@ since a part still in flight may land after it; no partial object and no danglin
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import tempfile
 from collections.abc import AsyncIterator, Mapping
@@ -27,43 +26,59 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ABORT_SECONDS = 15.0
-PART_MEMORY_BYTES = 256 * 1024
+# A body up to this size is held in memory and sent from there in one PutObject: no file, no
+# thread hand-off but the upload's own. Past it, the part's bytes go to a temporary file a
+# block at a time, so a download holds at most about this much memory whatever its size.
+PART_MEMORY_BYTES = 1024 * 1024
+SPILL_BLOCK_BYTES = 256 * 1024
 
 
 class PartBuffer:
-    """One part's bytes: in memory up to a limit, then spilled to a temporary file.
+    """One part's bytes: in memory up to a limit, then spilled to a temporary file in blocks.
 
     File operations run in worker threads, never on the Trio thread.
     """
 
-    def __init__(self, memory_limit: int = PART_MEMORY_BYTES) -> None:
+    def __init__(
+        self, memory_limit: int = PART_MEMORY_BYTES, spill_block: int = SPILL_BLOCK_BYTES
+    ) -> None:
         self.memory_limit = memory_limit
+        self.spill_block = spill_block
         self.size = 0
-        self._memory = io.BytesIO()
+        self._chunks: list[bytes] = []
+        self._held = 0
         self._file: BinaryIO | None = None
 
     async def write(self, chunk: bytes) -> None:
         self.size += len(chunk)
-        if self._file is None and self.size <= self.memory_limit:
-            self._memory.write(chunk)
-            return
+        self._chunks.append(chunk)
+        self._held += len(chunk)
+        if self._held > (self.memory_limit if self._file is None else self.spill_block):
+            await trio.to_thread.run_sync(self._spill)
+
+    def _spill(self) -> None:
         if self._file is None:
-            self._file = await trio.to_thread.run_sync(self._spill)
-        await trio.to_thread.run_sync(self._file.write, chunk)
+            self._file = tempfile.TemporaryFile()  # noqa: SIM115 (closed by aclose)
+        self._file.writelines(self._chunks)
+        self._chunks, self._held = [], 0
 
-    def _spill(self) -> BinaryIO:
-        spilled = tempfile.TemporaryFile()  # noqa: SIM115 (closed by aclose)
-        spilled.write(self._memory.getbuffer())
-        self._memory = io.BytesIO()
-        return spilled
+    async def body(self) -> bytes | BinaryIO:
+        """The bytes for an upload: in memory, or the temporary file rewound to its start."""
+        if self._file is None:
+            joined = b"".join(self._chunks)
+            self._chunks = [joined]  # the pieces go now, not after the upload
+            return joined
 
-    def rewound(self) -> BinaryIO:
-        """The bytes, read from the start; call it in the thread that reads them."""
-        body = self._file or self._memory
-        body.seek(0)
-        return body
+        def rewound() -> BinaryIO:
+            self._spill()
+            assert self._file is not None
+            self._file.seek(0)
+            return self._file
+
+        return await trio.to_thread.run_sync(rewound)
 
     async def aclose(self) -> None:
+        self._chunks, self._held = [], 0
         if self._file is not None:
             await trio.to_thread.run_sync(self._file.close)
 
@@ -91,6 +106,7 @@ class _MultipartUpload:
             self.upload_id = created["UploadId"]
         number = len(self.parts) + 1
         upload_id = self.upload_id
+        body = await part.body()
 
         def upload_part() -> UploadPartOutputTypeDef:
             return client.upload_part(
@@ -98,7 +114,7 @@ class _MultipartUpload:
                 Key=self.key,
                 UploadId=upload_id,
                 PartNumber=number,
-                Body=part.rewound(),
+                Body=body,
             )
 
         answer = await self.storage.call(upload_part)
@@ -156,10 +172,11 @@ async def upload_stream(
                 await part.aclose()
                 part = PartBuffer()
         if multipart.upload_id is None:
+            body = await part.body()
 
             def put_object() -> object:
                 return storage.client.put_object(
-                    Bucket=storage.bucket, Key=key, Body=part.rewound(), ContentType=content_type
+                    Bucket=storage.bucket, Key=key, Body=body, ContentType=content_type
                 )
 
             await storage.call(put_object)
