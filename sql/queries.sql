@@ -263,23 +263,33 @@ SELECT version.snapshot, page.*
 -- name: cursor_key
 SELECT key FROM service_keys WHERE name = 'cursor';
 
--- name: lock_result
-SELECT id, status FROM results WHERE id = %(id)s FOR UPDATE;
-
--- name: cancel_queued
-UPDATE results
-   SET status = 'canceled', canceled_at = clock_timestamp(), ended_at = clock_timestamp(),
-       source_url = NULL, updated_at = clock_timestamp()
- WHERE id = %(id)s AND status = 'queued'
-RETURNING {result_columns};
-
--- name: request_cancel
--- A running result: the results_cancel_requested trigger notifies every worker process; the
--- one holding it cancels the attempt (its lease extension sees the flag too, should the
--- notification be missed).
-UPDATE results SET cancel_requested = true
- WHERE id = %(id)s AND status = 'running'
-RETURNING {result_columns};
+-- name: cancel
+-- One statement (one round trip, the row locked only for its duration): the row as it is now
+-- (FOR UPDATE waits for a concurrent writer and answers its committed version), then the one
+-- change its status calls for. A queued result is canceled; a running one gets its cancel
+-- request (the results_cancel_requested trigger notifies every worker process; the one holding
+-- it cancels the attempt, and its lease extension sees the flag too, should the notification
+-- be missed); any other is answered as it is. `was` is the status found.
+WITH locked AS (
+    SELECT {result_columns} FROM results WHERE id = %(id)s FOR UPDATE
+), canceled AS (
+    UPDATE results
+       SET status = 'canceled', canceled_at = clock_timestamp(), ended_at = clock_timestamp(),
+           source_url = NULL, updated_at = clock_timestamp()
+     WHERE id = %(id)s AND status = 'queued'
+       AND EXISTS (SELECT FROM locked WHERE locked.status = 'queued')
+    RETURNING {result_columns}
+), requested AS (
+    UPDATE results SET cancel_requested = true
+     WHERE id = %(id)s AND status = 'running'
+       AND EXISTS (SELECT FROM locked WHERE locked.status = 'running')
+    RETURNING {result_columns}
+)
+SELECT 'queued' AS was, * FROM canceled
+UNION ALL
+SELECT 'running' AS was, * FROM requested
+UNION ALL
+SELECT status AS was, * FROM locked WHERE status NOT IN ('queued', 'running');
 
 -- name: record_canceled
 UPDATE results

@@ -94,8 +94,7 @@ class Database:
         """Run ``work(connection)`` (an asyncio coroutine function) on a pooled connection.
 
         ``work`` is run again if it lost a deadlock or a serialization conflict: it must be one
-        statement in autocommit or one transaction (`in_transaction`), which PostgreSQL rolled
-        back whole."""
+        statement in autocommit, which PostgreSQL rolled back whole."""
 
         async def run() -> T:
             async with self._pool.connection() as connection:
@@ -124,28 +123,6 @@ class Database:
     async def fetch_one(self, name: str, params: dict[str, Any] | None = None) -> Row | None:
         rows = await self.fetch_all(name, params)
         return rows[0] if rows else None
-
-    async def in_transaction(self, work: Callable[[Transaction], Awaitable[T]]) -> T:
-        """Run ``work(transaction)`` inside one transaction; it may only call the transaction's
-        query methods (it runs on the asyncio side)."""
-
-        async def run(connection: Connection) -> T:
-            async with connection.transaction():
-                return await work(Transaction(connection, self._queries))
-
-        return await self.with_connection(run)
-
-
-class Transaction:
-    """Named queries on one connection inside a transaction (asyncio side)."""
-
-    def __init__(self, connection: Connection, queries: dict[str, str]) -> None:
-        self._connection = connection
-        self._queries = queries
-
-    async def fetch_one(self, name: str, params: dict[str, Any] | None = None) -> Row | None:
-        cursor = await self._connection.execute(self._queries[name], params)
-        return await cursor.fetchone() if cursor.description else None
 
 
 async def run_bounded(loop: Any, coro: Coroutine[Any, Any, T]) -> T:

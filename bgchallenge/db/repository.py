@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from bgchallenge.db.database import Database, Row, Transaction
+from bgchallenge.db.database import Database, Row
 from bgchallenge.domain.callbacks import Delivery
 from bgchallenge.domain.enqueue import EnqueueRequest
 from bgchallenge.domain.listing import ListQuery, Snapshot
@@ -162,22 +162,10 @@ class Results:
 
     async def cancel(self, result_id: int) -> Canceled | None:
         """Cancel a result; None if there is no such result. See `Canceled`."""
-
-        async def work(transaction: Transaction) -> Canceled | None:
-            locked = await transaction.fetch_one("lock_result", {"id": result_id})
-            if locked is None:
-                return None
-            status = Status(locked["status"])
-            if status is Status.QUEUED:
-                row = await transaction.fetch_one("cancel_queued", {"id": result_id})
-            elif status is Status.RUNNING:
-                row = await transaction.fetch_one("request_cancel", {"id": result_id})
-            else:
-                row = await transaction.fetch_one("get_result", {"id": result_id})
-            assert row is not None
-            return Canceled(Result.from_row(row), requested=status is Status.RUNNING)
-
-        return await self.database.in_transaction(work)
+        row = await self.database.fetch_one("cancel", {"id": result_id})
+        if row is None:
+            return None
+        return Canceled(Result.from_row(row), requested=row["was"] == Status.RUNNING.value)
 
     async def get(self, result_id: int) -> Result | None:
         row = await self.database.fetch_one("get_result", {"id": result_id})
