@@ -269,20 +269,20 @@ SELECT key FROM service_keys WHERE name = 'cursor';
 -- change its status calls for. A queued result is canceled; a running one gets its cancel
 -- request (the results_cancel_requested trigger notifies every worker process; the one holding
 -- it cancels the attempt, and its lease extension sees the flag too, should the notification
--- be missed); any other is answered as it is. `was` is the status found.
+-- be missed); any other is answered as it is. `was` is the status found. The updates test the
+-- status found by `locked`, never their own: they scan the statement's snapshot, taken before
+-- the lock wait, and a claim committed meanwhile (queued -> running) is invisible to it.
 WITH locked AS (
     SELECT {result_columns} FROM results WHERE id = %(id)s FOR UPDATE
 ), canceled AS (
     UPDATE results
        SET status = 'canceled', canceled_at = clock_timestamp(), ended_at = clock_timestamp(),
            source_url = NULL, updated_at = clock_timestamp()
-     WHERE id = %(id)s AND status = 'queued'
-       AND EXISTS (SELECT FROM locked WHERE locked.status = 'queued')
+     WHERE id = %(id)s AND EXISTS (SELECT FROM locked WHERE locked.status = 'queued')
     RETURNING {result_columns}
 ), requested AS (
     UPDATE results SET cancel_requested = true
-     WHERE id = %(id)s AND status = 'running'
-       AND EXISTS (SELECT FROM locked WHERE locked.status = 'running')
+     WHERE id = %(id)s AND EXISTS (SELECT FROM locked WHERE locked.status = 'running')
     RETURNING {result_columns}
 )
 SELECT 'queued' AS was, * FROM canceled

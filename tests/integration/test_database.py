@@ -116,3 +116,53 @@ async def test_a_lost_connection_is_unavailable(database_url: str) -> None:
 
         with pytest.raises(DatabaseUnavailable):
             await database.with_connection(killed)
+
+
+@pytest.mark.parametrize(
+    ("claimed", "expected"),
+    [
+        pytest.param("running", ("running", True), id="claimed-meanwhile"),
+        pytest.param("succeeded", ("succeeded", False), id="ended-meanwhile"),
+    ],
+)
+async def test_a_cancel_that_waited_for_a_writer_answers_what_the_writer_committed(
+    database_url: str, claimed: str, expected: tuple[str, bool]
+) -> None:
+    """A cancel of a queued result waits for the row while a worker's write holds it; what it
+    then answers and changes follows the committed write (the statement's snapshot, taken
+    before the wait, still shows the result queued)."""
+    with trio.fail_after(IO_GUARD_SECONDS):
+        other: psycopg.Connection[Any] = await trio.to_thread.run_sync(
+            psycopg.connect, database_url
+        )
+        try:
+            row = await trio.to_thread.run_sync(
+                lambda: other.execute(INSERT + " RETURNING id", ("/c.png", "/c.png")).fetchone()
+            )
+            await trio.to_thread.run_sync(other.commit)
+            assert row is not None
+            result_id = row[0]
+            await trio.to_thread.run_sync(
+                other.execute,
+                "UPDATE results SET status = %(status)s, attempts = 1, started_at = now(),"
+                " lease_owner = CASE WHEN %(status)s = 'running' THEN 'w' END,"
+                " lease_expires_at = CASE WHEN %(status)s = 'running' THEN now() + interval '1h' END,"
+                " ended_at = CASE WHEN %(status)s = 'succeeded' THEN now() END WHERE id = %(id)s",
+                {"status": claimed, "id": result_id},
+            )
+            async with open_database(database_url) as database, trio.open_nursery() as nursery:
+                answers = []
+
+                async def cancel() -> None:
+                    answers.append(await Results(database).cancel(result_id))
+
+                nursery.start_soon(cancel)
+                await eventually(lambda: waiting_on_a_lock(database_url, other.info.backend_pid))
+                await trio.to_thread.run_sync(other.commit)
+        finally:
+            await trio.to_thread.run_sync(other.close)
+    (answer,) = answers
+    assert answer is not None
+    assert (answer.result.status.value, answer.requested) == expected
+    (stored,) = fetch_rows(database_url)
+    assert (stored["status"], stored["cancel_requested"]) == expected
