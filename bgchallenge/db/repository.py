@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import trio
 
@@ -19,7 +19,6 @@ from bgchallenge.domain.stream import Batch, Change, StreamPosition
 # A concurrent insert of the same identity can commit between the statement's snapshot and
 # its insert; the statement then sees neither row. Running it again always sees one.
 _ENQUEUE_ATTEMPTS = 5
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -231,12 +230,14 @@ class Attempts:
             if messages:
                 self.outbox(messages)
 
-    async def _timed(self, operation: str, call: Awaitable[T]) -> T:
+    async def _statement(self, operation: str, name: str, params: dict[str, Any]) -> list[Row]:
+        """One of the worker's own statements (a claim, a lease renewal, an outcome), run in a
+        worker thread (`Database.fetch_all_in_thread`) and timed for ``observe``."""
         started = trio.current_time()
-        answer = await call
+        rows = await self.database.fetch_all_in_thread(name, params)
         if self.observe is not None:
             self.observe(operation, trio.current_time() - started)
-        return answer
+        return rows
 
     def _fence(self, claim: Claim) -> dict[str, Any]:
         return {"id": claim.id, "owner": self.owner, "attempts": claim.attempts}
@@ -249,22 +250,17 @@ class Attempts:
         return {"received": progress.received_bytes, "total": progress.total_bytes}
 
     async def _outcome(self, name: str, params: dict[str, Any]) -> Status | None:
-        row = await self._timed(
-            "outcome",
-            self.database.fetch_one(name, {**params, "outbox": self.outbox is not None}),
-        )
-        if row is None:
+        rows = await self._statement("outcome", name, {**params, "outbox": self.outbox is not None})
+        if not rows:
             return None
-        self._told([{**row, "id": params["id"]}])
-        return Status(row["status"])
+        self._told([{**rows[0], "id": params["id"]}])
+        return Status(rows[0]["status"])
 
     async def claim_due(self, limit: int) -> list[Claim]:
-        rows = await self._timed(
+        rows = await self._statement(
             "claim",
-            self.database.fetch_all(
-                "claim_due",
-                {"limit": limit, "owner": self.owner, "lease_seconds": self.lease_seconds},
-            ),
+            "claim_due",
+            {"limit": limit, "owner": self.owner, "lease_seconds": self.lease_seconds},
         )
         return [Claim.from_row(row) for row in rows]
 
@@ -272,12 +268,10 @@ class Attempts:
         """A broker transport's claim: each of ``result_ids`` (the results its messages name,
         without repeats) claimed by id if due, with the same update as `claim_due`; answers one
         `ClaimAnswer` per id (a result that does not exist is dropped)."""
-        rows = await self._timed(
+        rows = await self._statement(
             "claim",
-            self.database.fetch_all(
-                "claim_results",
-                {"ids": list(result_ids), "owner": self.owner, "lease_seconds": self.lease_seconds},
-            ),
+            "claim_results",
+            {"ids": list(result_ids), "owner": self.owner, "lease_seconds": self.lease_seconds},
         )
         return [ClaimAnswer.from_row(row) for row in rows]
 
@@ -288,18 +282,12 @@ class Attempts:
     async def extend_lease(self, claim: Claim, progress: Progress | None = None) -> bool | None:
         """None: the lease is lost; otherwise whether a cancel was requested. Stores
         ``progress`` in the same write when given."""
-        row = await self._timed(
+        rows = await self._statement(
             "lease",
-            self.database.fetch_one(
-                "extend_lease",
-                {
-                    **self._fence(claim),
-                    **self._progress(progress),
-                    "lease_seconds": self.lease_seconds,
-                },
-            ),
+            "extend_lease",
+            {**self._fence(claim), **self._progress(progress), "lease_seconds": self.lease_seconds},
         )
-        return None if row is None else bool(row["cancel_requested"])
+        return bool(rows[0]["cancel_requested"]) if rows else None
 
     async def record_success(
         self, claim: Claim, stored: StoredObject, progress: Progress | None = None

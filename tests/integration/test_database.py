@@ -146,7 +146,7 @@ async def test_a_cancel_that_waited_for_a_writer_answers_what_the_writer_committ
                 other.execute,
                 "UPDATE results SET status = %(status)s, attempts = 1, started_at = now(),"
                 " lease_owner = CASE WHEN %(status)s = 'running' THEN 'w' END,"
-                " lease_expires_at = CASE WHEN %(status)s = 'running' THEN now() + interval '1h' END,"
+                " lease_expires_at = CASE WHEN %(status)s = 'running' THEN now() + '1h' END,"
                 " ended_at = CASE WHEN %(status)s = 'succeeded' THEN now() END WHERE id = %(id)s",
                 {"status": claimed, "id": result_id},
             )

@@ -150,6 +150,7 @@ async def test_a_claim_cancelled_after_its_commit_is_handed_back_at_once(
                 stopped.set()
 
             async with receive, trio.open_nursery() as nursery:
+                assert await attempts.claim_due(0) == []  # the claims' connection, made now
                 proxy.to_client.freeze()  # the claim commits; its answer is held
                 nursery.start_soon(dispatch)
                 await eventually(lambda: fetch_rows(database_url)[0]["status"] == "running")
