@@ -96,7 +96,9 @@ async def service_rate(
         if profile is not None:
             recorder = _record_profile(processes[-1].pid, profile)
         cpu = CpuMeter()
-        own = OwnCpu([p.pid for p in processes], settings.database_url)
+        own = OwnCpu(
+            {role: p.pid for role, p in zip(roles, processes, strict=True)}, settings.database_url
+        )
         insert_results(settings.database_url, urls)
         await wait_until_terminal(settings.database_url, count, within=600)
         cpu_per_result = cpu.per_item(count)
@@ -202,21 +204,29 @@ class OwnCpu:
     the machine-wide groups of `CpuMeter` also count other programs' servers of the same
     kind (a shared PostgreSQL, other test runs), which this does not."""
 
-    def __init__(self, service_pids: list[int], database_url: str) -> None:
-        self.service_pids = service_pids
+    def __init__(self, service_pids: dict[str, int], database_url: str) -> None:
+        self.service_pids = service_pids  # by role
         self.database_url = database_url
-        self.service = sum(_cpu_seconds(pid) for pid in service_pids)
+        self.service = {role: _cpu_seconds(pid) for role, pid in service_pids.items()}
         self.backends = {pid: _cpu_seconds(pid) for pid in _backend_pids(database_url)}
 
     def per_item(self, items: int) -> tuple[float, str]:
-        """The service's milliseconds per item, and a line with its backends'."""
-        now = sum(_cpu_seconds(pid) for pid in self.service_pids)
-        service = (now - self.service) * 1000 / items
+        """The service's milliseconds per item, and a line with each process's and its
+        backends'."""
+        by_role = {
+            role: (_cpu_seconds(pid) - self.service[role]) * 1000 / items
+            for role, pid in self.service_pids.items()
+        }
+        service = sum(by_role.values())
         backends = sum(
             _cpu_seconds(pid) - self.backends.get(pid, 0.0)
             for pid in _backend_pids(self.database_url)
         )
-        line = f"service {service:.2f}, its PostgreSQL backends {backends * 1000 / items:.2f} ms"
+        roles = ", ".join(f"{role} {ms:.2f}" for role, ms in by_role.items())
+        line = (
+            f"service {service:.2f} ({roles}), its PostgreSQL backends"
+            f" {backends * 1000 / items:.2f} ms"
+        )
         return service, line
 
 

@@ -31,6 +31,8 @@ async def _connect_and_listen(url: str, channels: Sequence[str]) -> AsyncConnect
         keepalives_idle=10,
         keepalives_interval=5,
         keepalives_count=3,
+        # what the connection is for, in pg_stat_activity
+        application_name="bgchallenge: listen " + " ".join(channels),
     )
     for channel in channels:
         await connection.execute(f"LISTEN {channel}")  # channels are our constants

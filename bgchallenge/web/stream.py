@@ -5,7 +5,8 @@ which reads every change since its last position in ONE query for the whole proc
 that batch to each open stream's channel without waiting: a stream whose channel is full is
 closed (its client resumes with Last-Event-ID), so a slow reader holds at most
 ``STREAM_BUFFER`` batches, never more. What each stream sends of a batch, and the ids of its
-events, are decided in domain/stream.py.
+events, are decided in domain/stream.py. The listener runs only while streams are open (and a
+little after): a process nobody follows is not woken by every change.
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ CHANGES_CHANNEL = "bgc_changes"
 # far behind a reader may fall before it is closed.
 STREAM_BUFFER = 16
 RETRY_SECONDS = 1.0
+# The listener runs only while streams are open: a process without any would otherwise be woken
+# by every commit that changes a result (beside busy workers, about 1 ms of a web process's CPU
+# per result; docs/benchmarks.md). It starts with the first stream and stops this long after
+# the last one ends, so that clients reconnecting find it still there.
+LISTEN_LINGER_SECONDS = 30.0
+# How long a new stream waits for the listener's LISTEN (the database may be out of reach).
+LISTEN_WAIT_SECONDS = 5.0
 
 
 class StreamsFull(Exception):
@@ -68,6 +76,8 @@ class StreamHub:
         self._position: Snapshot | None = None  # None: nobody listens, so nothing is read
         self._changed = trio.Event()
         self._shutdown = trio.Event()
+        self._listening = trio.Event()  # set while LISTEN is in place
+        self._streams_counted = trio.Event()  # set when open_streams changes
 
     async def serve(
         self,
@@ -76,15 +86,10 @@ class StreamHub:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Listen and fan out until ``shutdown`` (or cancelled); then end every stream."""
+        """Listen (while streams are open) and fan out until ``shutdown`` (or cancelled); then
+        end every stream."""
         async with trio.open_nursery() as nursery:
-            await nursery.start(
-                serve_listener,
-                database,
-                [CHANGES_CHANNEL],
-                self._wake,  # after a reconnect, read what a lost NOTIFY announced
-                lambda channel, payload: self._wake(),
-            )
+            nursery.start_soon(self._listen_while_streams_open, database)
             nursery.start_soon(self._fan_out)
             task_status.started()
             await shutdown.wait()
@@ -95,6 +100,38 @@ class StreamHub:
 
     def _wake(self) -> None:
         self._changed.set()  # the current event: _fan_out replaces it after each wake-up
+
+    def _count_stream(self, delta: int) -> None:
+        self.open_streams += delta
+        self._streams_counted.set()
+
+    async def _streams_recounted(self) -> None:
+        self._streams_counted = trio.Event()
+        await self._streams_counted.wait()
+
+    async def _listen_while_streams_open(self, database: Database) -> None:
+        while True:
+            while not self.open_streams:
+                await self._streams_recounted()
+            async with trio.open_nursery() as listening:
+                await listening.start(
+                    serve_listener,
+                    database,
+                    [CHANGES_CHANNEL],
+                    self._wake,  # after a reconnect, read what a lost NOTIFY announced
+                    lambda channel, payload: self._wake(),
+                )
+                self._listening.set()
+                while self.open_streams:
+                    while self.open_streams:
+                        await self._streams_recounted()
+                    with trio.move_on_after(LISTEN_LINGER_SECONDS):
+                        while not self.open_streams:
+                            await self._streams_recounted()
+                # No stream for the whole linger: no await from here to the new event, so a
+                # stream opening now waits for the next LISTEN.
+                self._listening = trio.Event()
+                listening.cancel_scope.cancel()
 
     async def _fan_out(self) -> None:
         while True:
@@ -137,6 +174,11 @@ class StreamHub:
             raise StreamsFull
 
     async def _subscribe(self) -> Subscription:
+        # Listening before the position is read: no change after it goes unheard.
+        with trio.move_on_after(LISTEN_WAIT_SECONDS):
+            await self._listening.wait()
+        if not self._listening.is_set():
+            raise DatabaseUnavailable("the listener for changes could not connect")
         if self._position is None:
             current = await self.results.current_snapshot()
             if self._position is None:  # another stream may have set it meanwhile
@@ -152,7 +194,7 @@ class StreamHub:
     ) -> AsyncIterator[bytes]:
         """The stream's body. Subscribe first, then read the replay: the live batches then
         start no later than the replay's snapshot."""
-        self.open_streams += 1
+        self._count_stream(+1)
         try:
             subscription = await self._subscribe()
             try:
@@ -162,7 +204,7 @@ class StreamHub:
                 self._drop(subscription)
                 subscription.receive.close()
         finally:
-            self.open_streams -= 1
+            self._count_stream(-1)
 
     async def _follow(
         self, subscription: Subscription, job_id: str | None, resume: StreamPosition | None

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import psycopg
+import pytest
 import trio
 from httpx_sse import EventSource, ServerSentEvent
 
@@ -18,9 +19,10 @@ from bgchallenge.db.migrate import migrate
 from bgchallenge.db.repository import Results
 from bgchallenge.service import Role, run_service
 from bgchallenge.settings import Settings
-from bgchallenge.web.stream import STREAM_BUFFER, StreamHub
+from bgchallenge.web import stream as stream_module
+from bgchallenge.web.stream import CHANGES_CHANNEL, STREAM_BUFFER, StreamHub
 from tests.conftest import IO_GUARD_SECONDS, RunningService, start_service
-from tests.support.results import insert_results
+from tests.support.results import eventually, insert_results
 from tests.support.signing import signed_headers
 
 
@@ -74,6 +76,34 @@ async def open_stream(
         assert response.status_code == 200, response.status_code
         assert response.headers["content-type"].startswith("text/event-stream")
         yield Stream(response)
+
+
+def changes_listeners(database_url: str) -> int:
+    with psycopg.connect(database_url) as connection:
+        row = connection.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+            (f"bgchallenge: listen {CHANGES_CHANNEL}",),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def test_changes_are_listened_to_only_while_a_stream_is_open(
+    service: RunningService, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process nobody follows is not woken by every change; the listener starts with the
+    first stream, before its ready event, and stops a linger after the last one."""
+    monkeypatch.setattr(stream_module, "LISTEN_LINGER_SECONDS", 0.2)
+    assert changes_listeners(database_url) == 0
+    for name in ("a", "b"):  # the second stream starts the listener again
+        async with open_stream(service) as stream:
+            assert (await stream.next()).event == "ready"
+            assert changes_listeners(database_url) == 1
+            await add(database_url, [name])
+            [(_, result)] = await stream.results(1)
+            assert result["status"] == "queued"
+        with trio.fail_after(IO_GUARD_SECONDS):
+            await eventually(lambda: changes_listeners(database_url) == 0)
 
 
 async def test_ready_first_then_each_change_in_order_with_its_own_id(
