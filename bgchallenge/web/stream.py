@@ -196,7 +196,13 @@ class StreamHub:
         start no later than the replay's snapshot."""
         self._count_stream(+1)
         try:
-            subscription = await self._subscribe()
+            try:
+                subscription = await self._subscribe()
+            except DatabaseUnavailable as exc:
+                # The headers are gone: end the body, before its ready event; the client
+                # reconnects as it does after any drop.
+                log.warning("stream closed: database unavailable", extra={"error": str(exc)})
+                return
             try:
                 async for chunk in self._follow(subscription, job_id, resume):
                     yield chunk
