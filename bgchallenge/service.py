@@ -73,8 +73,11 @@ def work_context(
     storage: Storage,
     metrics: Metrics,
     transport: Transport | None = None,
+    *,
+    statements_in_threads: bool = False,
 ) -> WorkContext:
-    """The workers' parts; ``transport`` defaults to ``postgres`` (the results table)."""
+    """The workers' parts; ``transport`` defaults to ``postgres`` (the results table).
+    ``statements_in_threads``: see `Attempts` (true in a worker-only process)."""
     transport = transport or Transport("postgres", settings)
     attempts = Attempts(
         database,
@@ -84,6 +87,7 @@ def work_context(
         observe=lambda operation, seconds: metrics.database_seconds.labels(operation).observe(
             seconds
         ),
+        in_threads=statements_in_threads,
     )
     return WorkContext(
         attempts=attempts,
@@ -152,7 +156,14 @@ async def _run(
             results = Results(database, transport.outbox)
             # Workers first: the HTTP port answers only once the listener is listening.
             if role.runs_workers:
-                context = work_context(settings, database, storage, metrics, transport)
+                context = work_context(
+                    settings,
+                    database,
+                    storage,
+                    metrics,
+                    transport,
+                    statements_in_threads=not role.serves_http,
+                )
                 await nursery.start(serve_workers, context, shutdown)
             # A worker process serves the operations routes (/health, /metrics) only.
             cursor_key = await results.cursor_key()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -89,6 +90,9 @@ class BlockingConnections:
     def __init__(self, url: str, size: int) -> None:
         self.url = url
         self.threads = trio.CapacityLimiter(size)
+        # for to_thread, which must not add a bound of its own (its default limiter is shared
+        # by the whole process): `threads` is taken before a statement's thread starts
+        self.unbounded = trio.CapacityLimiter(math.inf)
         self._idle: list[psycopg.Connection[DictRow]] = []
         self._closed = False
         self._lock = threading.Lock()  # the threads share the idle list
@@ -205,30 +209,33 @@ class Database:
         """`fetch_all` through psycopg's blocking API in a worker thread, for a worker's own
         statements (claims, lease renewals, outcomes): under load it answers in about half the
         time of the asyncio bridge, which takes a Trio scheduling round per asyncio callback
-        (docs/benchmarks.md, "The workers' database calls"). Cancelling the caller cancels the
-        statement on the server."""
+        (docs/benchmarks.md, "The worker's cost per result, second round"). Cancelling the
+        caller cancels the statement on the server."""
         sql = self._queries[name]
 
         async def run() -> list[Row]:
             statement = _ThreadedStatement(self._blocking, sql, params)
-            try:
-                return await trio.to_thread.run_sync(
-                    statement.run, abandon_on_cancel=True, limiter=self._blocking.threads
-                )
-            except trio.Cancelled:
-                with trio.CancelScope(shield=True):
-                    await statement.stop()
-                if isinstance(statement.answer, outcome.Value):
-                    rows: list[Row] = statement.answer.value  # it finished before it stopped
-                    return rows
-                raise
-            except OperationalError as exc:
-                if not is_connection_failure(exc):
+            # The slot is taken here, not by to_thread: a caller cancelled while it waits for
+            # one has started no thread, so there is nothing to stop.
+            async with self._blocking.threads:
+                try:
+                    return await trio.to_thread.run_sync(
+                        statement.run, abandon_on_cancel=True, limiter=self._blocking.unbounded
+                    )
+                except trio.Cancelled:
+                    with trio.CancelScope(shield=True):
+                        await statement.stop()
+                    if isinstance(statement.answer, outcome.Value):
+                        rows: list[Row] = statement.answer.value  # it finished before it stopped
+                        return rows
                     raise
-                # The idle ones may be just as dead (a restarted server).
-                with trio.CancelScope(shield=True):
-                    await trio.to_thread.run_sync(self._blocking.close_idle)
-                raise _unavailable(exc) from exc
+                except OperationalError as exc:
+                    if not is_connection_failure(exc):
+                        raise
+                    # The idle ones may be just as dead (a restarted server).
+                    with trio.CancelScope(shield=True):
+                        await trio.to_thread.run_sync(self._blocking.close_idle)
+                    raise _unavailable(exc) from exc
 
         return await _retrying_conflicts(run)
 

@@ -208,6 +208,12 @@ class Attempts:
     With an ``outbox`` (a broker transport), every statement that queues a result again
     (`schedule_retry`, `hand_back`, `reap_expired_leases`) writes its message intent, due when
     the result is, in the same commit, and tells ``outbox`` of it right after.
+
+    ``in_threads``: the claims, lease renewals and outcomes go through psycopg's blocking API in
+    worker threads (`Database.fetch_all_in_thread`) instead of trio-asyncio. For a process that
+    serves no API: there they answer in half the time under load, but beside the API's own
+    statements (role ``all``) they slowed those past their pool wait (docs/benchmarks.md, "The
+    worker's cost per result, second round").
     """
 
     def __init__(
@@ -217,8 +223,11 @@ class Attempts:
         lease_seconds: float,
         outbox: OutboxSink | None = None,
         observe: Callable[[str, float], None] | None = None,
+        *,
+        in_threads: bool = False,
     ) -> None:
         self.database = database
+        self._fetch_all = database.fetch_all_in_thread if in_threads else database.fetch_all
         self.owner = owner
         self.lease_seconds = lease_seconds
         self.outbox = outbox
@@ -231,10 +240,10 @@ class Attempts:
                 self.outbox(messages)
 
     async def _statement(self, operation: str, name: str, params: dict[str, Any]) -> list[Row]:
-        """One of the worker's own statements (a claim, a lease renewal, an outcome), run in a
-        worker thread (`Database.fetch_all_in_thread`) and timed for ``observe``."""
+        """One of the worker's own statements (a claim, a lease renewal, an outcome), timed for
+        ``observe``."""
         started = trio.current_time()
-        rows = await self.database.fetch_all_in_thread(name, params)
+        rows = await self._fetch_all(name, params)
         if self.observe is not None:
             self.observe(operation, trio.current_time() - started)
         return rows

@@ -166,3 +166,23 @@ async def test_a_cancel_that_waited_for_a_writer_answers_what_the_writer_committ
     assert (answer.result.status.value, answer.requested) == expected
     (stored,) = fetch_rows(database_url)
     assert (stored["status"], stored["cancel_requested"]) == expected
+
+
+async def test_a_worker_statement_cancelled_while_waiting_for_a_thread_gives_up_at_once(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With every statement thread busy, a cancelled caller has started no thread: it stops
+    waiting at once, with nothing to cancel on the server and nothing left behind."""
+    with trio.fail_after(IO_GUARD_SECONDS):
+        async with open_database(database_url, max_size=2) as database:
+            database._queries["slow"] = "SELECT pg_sleep(1)"  # a query of the test's own
+            async with trio.open_nursery() as nursery:
+                for _ in range(2):  # both threads busy for a second
+                    nursery.start_soon(database.fetch_all_in_thread, "slow")
+                await trio.sleep(0.2)
+                with trio.move_on_after(0.1) as waiting:
+                    await database.fetch_all_in_thread("ping")
+                given_up = trio.current_time()
+            assert waiting.cancelled_caught
+            assert trio.current_time() - given_up > 0.5  # the slow ones ran to their end
+    assert not [r for r in caplog.records if "left behind" in r.getMessage()]

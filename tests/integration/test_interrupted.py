@@ -122,8 +122,9 @@ async def test_results_of_killed_workers_that_then_fail_leave_nothing_in_the_buc
     assert "Traceback" not in survivor.logs()
 
 
+@pytest.mark.parametrize("in_threads", [False, True], ids=["trio-asyncio", "threads"])
 async def test_a_claim_cancelled_after_its_commit_is_handed_back_at_once(
-    settings: Settings, database_url: str
+    settings: Settings, database_url: str, in_threads: bool
 ) -> None:
     insert_results(database_url, ["http://127.0.0.1:9/files/a.png"])
     handed_back: list[Status | None] = []
@@ -132,7 +133,8 @@ async def test_a_claim_cancelled_after_its_commit_is_handed_back_at_once(
             postgres_proxy(database_url) as proxy,
             open_database(proxy.url, max_size=2) as database,
         ):
-            attempts = Attempts(database, "test-owner", 600.0)  # no lease expires in this test
+            # no lease expires in this test
+            attempts = Attempts(database, "test-owner", 600.0, in_threads=in_threads)
             send, receive = trio.open_memory_channel[Claim](0)
 
             async def hand_back(claim: Claim) -> None:

@@ -62,6 +62,9 @@ async def test_a_reader_reading_nothing_while_5000_results_change_keeps_rss_flat
             client.stream("GET", "/results/stream") as response,
         ):
             assert response.status_code == 200
+            async for line in response.aiter_lines():  # subscribed: its position is taken
+                if line == "event: ready":
+                    break
             await trio.to_thread.run_sync(change_all, 1)
             before = web.rss_kib("VmRSS")
             await trio.to_thread.run_sync(change_all, 4)
