@@ -105,14 +105,15 @@ class StreamHub:
         self.open_streams += delta
         self._streams_counted.set()
 
-    async def _streams_recounted(self) -> None:
-        self._streams_counted = trio.Event()
-        await self._streams_counted.wait()
+    async def _until_streams_open(self, wanted: bool) -> None:
+        """Wait until some stream is open (``wanted``) or none is."""
+        while bool(self.open_streams) is not wanted:
+            self._streams_counted = trio.Event()
+            await self._streams_counted.wait()
 
     async def _listen_while_streams_open(self, database: Database) -> None:
         while True:
-            while not self.open_streams:
-                await self._streams_recounted()
+            await self._until_streams_open(True)
             async with trio.open_nursery() as listening:
                 await listening.start(
                     serve_listener,
@@ -123,11 +124,9 @@ class StreamHub:
                 )
                 self._listening.set()
                 while self.open_streams:
-                    while self.open_streams:
-                        await self._streams_recounted()
+                    await self._until_streams_open(False)
                     with trio.move_on_after(LISTEN_LINGER_SECONDS):
-                        while not self.open_streams:
-                            await self._streams_recounted()
+                        await self._until_streams_open(True)
                 # No stream for the whole linger: no await from here to the new event, so a
                 # stream opening now waits for the next LISTEN.
                 self._listening = trio.Event()
